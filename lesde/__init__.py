@@ -1,0 +1,13 @@
+"""lesde: a JAX-accelerated, differentiable simulator of deep-learning training dynamics
+(locally elastic SDEs and the spring-block model)."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import metrics as metrics
+from .models import *  # noqa: F403
+from .solve import *  # noqa: F403
+
+try:
+    __version__ = _version("lesde")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"

@@ -1,0 +1,30 @@
+from ._base import AbstractDynamics as AbstractDynamics
+from ._classes import Classes as Classes
+from ._closed_form import (
+    closed_form as closed_form,
+    identity_rates as identity_rates,
+    projected_coordinates as projected_coordinates,
+    projected_euler_factors as projected_euler_factors,
+    projected_rates as projected_rates,
+)
+from ._gradient import (
+    AbstractGradient as AbstractGradient,
+    CrossEntropy as CrossEntropy,
+    GRADIENT_MODELS as GRADIENT_MODELS,
+    gradient_model as gradient_model,
+    Identity as Identity,
+    LinearCE as LinearCE,
+    Projected as Projected,
+    simplex_directions as simplex_directions,
+)
+from ._impact import AbstractImpact as AbstractImpact, General as General, LocallyElastic as LocallyElastic
+from ._le_sde import LEODE as LEODE, LESDE as LESDE
+from ._noise import Noise as Noise, NoiseTerm as NoiseTerm
+from ._schedule import (
+    AbstractSchedule as AbstractSchedule,
+    as_schedule as as_schedule,
+    Constant as Constant,
+    Function as Function,
+    PiecewiseLinear as PiecewiseLinear,
+    PowerLaw as PowerLaw,
+)

@@ -1,0 +1,201 @@
+"""Loss-gradient models G(x, k) in R^p: the gradient of the per-sample loss at feature x
+of a class-k sample.
+
+Notation: K classes, e_k the k-th unit vector of R^K, d_k = e_k - 1/K the simplex
+direction of class k (|d_k|^2 = (K-1)/K), P_k = d_k d_k^T / |d_k|^2, and a fixed linear
+head W in R^{K x p} mapping features to logits z = W x (default p = K, W = I).
+"""
+
+import abc
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from equinox import AbstractVar
+from jaxtyping import Array, Float, Int
+
+from .._checks import as_float_array, check_finite, check_positive_int
+from ._classes import Classes
+
+
+def simplex_directions(num_classes: int, dtype=None) -> Float[Array, "K K"]:
+    """Rows d_k = e_k - 1/K."""
+    eye = jnp.eye(num_classes, dtype=dtype or jnp.result_type(float))
+    return eye - 1.0 / num_classes
+
+
+def _head_or_identity(head, num_classes, dtype):
+    return jnp.eye(num_classes, dtype=dtype) if head is None else head.astype(dtype)
+
+
+class AbstractGradient(eqx.Module):
+    """A loss-gradient model G(x, k)."""
+
+    name: ClassVar[str]
+    is_linear: ClassVar[bool]
+    """True if G(., k) is affine, so that the class mean of G is G of the class mean
+    (then the LE-ODE of class means is exact)."""
+
+    @abc.abstractmethod
+    def __call__(
+        self, x: Float[Array, "*b p"], k: Int[Array, "*b"], num_classes: int
+    ) -> Float[Array, "*b p"]:
+        """G(x, k), batched over leading axes of `x` and `k`."""
+
+    def class_mean(self, x: Float[Array, "N p"], classes: Classes) -> Float[Array, "K p"]:
+        """Gbar_k = mean over samples j of class k of G(X_j, k), in O(N p)."""
+        k = jnp.arange(classes.num_classes)
+        if self.is_linear:
+            return self(classes.mean(x), k, classes.num_classes)
+        return classes.mean(self(x, classes.labels, classes.num_classes))
+
+    head_matrix: AbstractVar[Float[Array, "K p"] | None]
+    """The fixed linear head W (None: W = I, p = K)."""
+
+    def head(self, num_classes: int, dtype=None) -> Float[Array, "K p"]:
+        """The linear head W mapping features to logits z = W x."""
+        return _head_or_identity(self.head_matrix, num_classes, dtype or jnp.result_type(float))
+
+    def check(self, num_classes: int, dim: int) -> None:
+        """Raise a ValueError if this model cannot act on K classes in R^p."""
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("dim", dim)
+        _check_head(self.head_matrix, num_classes, dim, self.name)
+
+
+def _check_head(head, num_classes, dim, model):
+    if head is None:
+        if dim != num_classes:
+            raise ValueError(
+                f"the {model} model without a head needs dim p = num_classes K (W = I), got "
+                f"dim = {dim} and num_classes = {num_classes}; pass head=W of shape (K, p)"
+            )
+    elif tuple(head.shape) != (num_classes, dim):
+        raise ValueError(
+            f"the {model} model's head must have shape (num_classes, dim) = "
+            f"({num_classes}, {dim}), got shape {tuple(head.shape)}"
+        )
+
+
+def _as_head(head):
+    if head is None:
+        return None
+    w = as_float_array("head", head)
+    check_finite("head", w)
+    if w.ndim != 2:
+        raise ValueError(f"head must be a 2-D (K, p) matrix, got shape {tuple(w.shape)}")
+    return w
+
+
+class Identity(AbstractGradient):
+    """The authors' I-model: G(x, k) = -x.
+
+    **Arguments:** `head`: W of shape (K, p), used only to form logits (loss, accuracy);
+    None means W = I (p = K).
+    """
+
+    name: ClassVar[str] = "identity"
+    is_linear: ClassVar[bool] = True
+    head_matrix: Float[Array, "K p"] | None
+
+    def __init__(self, head: Any = None):
+        self.head_matrix = _as_head(head)
+
+    def __call__(self, x, k, num_classes):
+        return -x
+
+
+class Projected(AbstractGradient):
+    """The authors' L-model (needs p = K): G(x, k) = -P_k x = -d_k <d_k, x> / |d_k|^2,
+    with <d_k, x> = x_k - mean(x) and |d_k|^2 = (K-1)/K."""
+
+    name: ClassVar[str] = "projected"
+    is_linear: ClassVar[bool] = True
+    head_matrix: None = None
+
+    def __call__(self, x, k, num_classes):
+        d = simplex_directions(num_classes, x.dtype)[k]
+        coef = jnp.sum(d * x, axis=-1, keepdims=True) * (num_classes / (num_classes - 1))
+        return -coef * d
+
+    def check(self, num_classes, dim):
+        if num_classes < 2:
+            raise ValueError(f"the projected model needs num_classes >= 2, got {num_classes}")
+        if dim != num_classes:
+            raise ValueError(
+                f"the projected model needs dim p = num_classes K, got dim = {dim} and "
+                f"num_classes = {num_classes}"
+            )
+        super().check(num_classes, dim)
+
+
+class LinearCE(AbstractGradient):
+    """Cross-entropy linearised at zero logits: G(x, k) = -W^T d_k, a constant pull.
+
+    **Arguments:** `head`: W of shape (K, p); None means W = I (p = K).
+    """
+
+    name: ClassVar[str] = "linear-ce"
+    is_linear: ClassVar[bool] = True
+    head_matrix: Float[Array, "K p"] | None
+
+    def __init__(self, head: Any = None):
+        self.head_matrix = _as_head(head)
+
+    def __call__(self, x, k, num_classes):
+        w = _head_or_identity(self.head_matrix, num_classes, x.dtype)
+        pull = simplex_directions(num_classes, x.dtype) @ w  # rows W^T d_k
+        return jnp.broadcast_to(-pull[k], x.shape)
+
+    def class_mean(self, x, classes):
+        w = _head_or_identity(self.head_matrix, classes.num_classes, x.dtype)
+        return -(simplex_directions(classes.num_classes, x.dtype) @ w)
+
+
+
+class CrossEntropy(AbstractGradient):
+    """True softmax cross-entropy through a fixed head:
+    G(x, k) = W^T (softmax(W x) - e_k).
+
+    The class mean is W^T (mean_{j in k} softmax(W X_j) - e_k): one segment sum of the
+    N x K softmax, O(N K p) for the logits (O(N K) with W = I).
+
+    **Arguments:** `head`: W of shape (K, p); None means W = I (p = K).
+    """
+
+    name: ClassVar[str] = "ce"
+    is_linear: ClassVar[bool] = False
+    head_matrix: Float[Array, "K p"] | None
+
+    def __init__(self, head: Any = None):
+        self.head_matrix = _as_head(head)
+
+    def _logits(self, x):
+        return x if self.head_matrix is None else x @ self.head_matrix.T.astype(x.dtype)
+
+    def _back(self, g):
+        return g if self.head_matrix is None else g @ self.head_matrix.astype(g.dtype)
+
+    def __call__(self, x, k, num_classes):
+        s = jax.nn.softmax(self._logits(x), axis=-1)
+        return self._back(s - jax.nn.one_hot(k, num_classes, dtype=x.dtype))
+
+    def class_mean(self, x, classes):
+        s = classes.mean(jax.nn.softmax(self._logits(x), axis=-1))
+        return self._back(s - jnp.eye(classes.num_classes, dtype=x.dtype))
+
+
+
+GRADIENT_MODELS: dict[str, type[AbstractGradient]] = {
+    cls.name: cls for cls in (Identity, Projected, LinearCE, CrossEntropy)
+}
+
+
+def gradient_model(name: str, **kwargs) -> AbstractGradient:
+    """Build a gradient model by name: 'identity', 'projected', 'linear-ce' or 'ce'."""
+    if name not in GRADIENT_MODELS:
+        raise ValueError(
+            f"unknown gradient model {name!r}; choose one of {sorted(GRADIENT_MODELS)}"
+        )
+    return GRADIENT_MODELS[name](**kwargs)

@@ -1,0 +1,235 @@
+"""The per-sample locally elastic SDE and its class-mean limit, the LE-ODE."""
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float
+
+from .._checks import as_float_array, check_finite, check_nonnegative, check_positive_int
+from ._base import AbstractDynamics
+from ._classes import Classes
+from ._gradient import AbstractGradient, gradient_model
+from ._impact import AbstractImpact
+from ._noise import Noise, NoiseTerm
+
+
+def _as_gradient(gradient) -> AbstractGradient:
+    if isinstance(gradient, str):
+        return gradient_model(gradient)
+    if not isinstance(gradient, AbstractGradient):
+        raise ValueError(
+            f"gradient must be a gradient model or one of 'identity', 'projected', "
+            f"'linear-ce', 'ce'; got {gradient!r}"
+        )
+    return gradient
+
+
+def _check_impact(impact, num_classes):
+    if not isinstance(impact, AbstractImpact):
+        raise ValueError(
+            f"impact must be an impact (e.g. lesde.LocallyElastic(alpha, beta) or "
+            f"lesde.General(E)), got {impact!r}"
+        )
+    impact.check(num_classes)
+
+
+def _init_params(init_mean, init_std, dim):
+    mean = as_float_array("init_mean", init_mean)
+    std = as_float_array("init_std", init_std)
+    check_finite("init_mean", mean)
+    check_nonnegative("init_std", std)
+    if mean.ndim not in (0, 1) or (mean.ndim == 1 and mean.shape[0] != dim):
+        raise ValueError(
+            f"init_mean must be a scalar or a vector of length dim = {dim}, got shape "
+            f"{tuple(mean.shape)}"
+        )
+    if std.ndim != 0:
+        raise ValueError(f"init_std must be a scalar, got shape {tuple(std.shape)}")
+    return mean, std
+
+
+class LESDE(AbstractDynamics):
+    r"""The locally elastic SDE: one SDE per training sample i = 1..N,
+
+        dX_i = -(1/K) sum_{k'} E_{y_i k'}(t) Gbar_{k'}(t) dt + sigma_ind(t) dW_i
+               + sigma_sh(t) dW_{y_i},
+        Gbar_{k'} = (1/n_{k'}) sum_{j: y_j = k'} G(X_j, k'),
+
+    with X_i in R^p, K classes, impact matrix E(t) (K x K), loss-gradient model G and
+    Ito additive noise. Each SGD step draws a sample uniformly, from class k' with
+    chance 1/K. The drift is the same for all samples of a class, so one evaluation
+    costs O(N p + K^2 p) (class sums; no N x N matrix is formed).
+
+    Initial state X_i(0) ~ N(m0, s0^2 I) (m0 = `init_mean`, s0 = `init_std`), unless
+    `lesde.simulate` is given one.
+
+    **Arguments:**
+    - `impact`: an impact (`LocallyElastic(alpha, beta)` or `General(E)`).
+    - `gradient`: a gradient model or its name ('identity', 'projected', 'linear-ce',
+      'ce').
+    - `classes`: the sample labels (`Classes(labels, K)` or `Classes.balanced(K, n)`).
+    - `noise`: a `Noise`; default none.
+    - `dim`: p; default: the head's width if the gradient model has a head, else K.
+    - `init_mean`, `init_std`: m0 (scalar or length p) and s0 >= 0; defaults 0, 0.05.
+    """
+
+    impact: AbstractImpact
+    gradient: AbstractGradient
+    classes: Classes
+    noise: Noise
+    init_mean: Float[Array, "*p"]
+    init_std: Float[Array, ""]
+    dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        impact: AbstractImpact,
+        gradient: Any,
+        classes: Classes,
+        noise: Noise | None = None,
+        dim: int | None = None,
+        init_mean: Any = 0.0,
+        init_std: Any = 0.05,
+    ):
+        if not isinstance(classes, Classes):
+            raise ValueError(
+                f"classes must be lesde.Classes(labels, num_classes), got {type(classes).__name__}"
+            )
+        gradient = _as_gradient(gradient)
+        K = classes.num_classes
+        if dim is None:
+            dim = K if gradient.head_matrix is None else int(gradient.head_matrix.shape[1])
+        dim = check_positive_int("dim", dim)
+        gradient.check(K, dim)
+        _check_impact(impact, K)
+        if noise is None:
+            noise = Noise()
+        if not isinstance(noise, Noise):
+            raise ValueError(f"noise must be lesde.Noise(...), got {type(noise).__name__}")
+        self.impact = impact
+        self.gradient = gradient
+        self.classes = classes
+        self.noise = noise
+        self.dim = dim
+        self.init_mean, self.init_std = _init_params(init_mean, init_std, dim)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    @property
+    def state_shape(self):
+        return (self.classes.num_samples, self.dim)
+
+    def class_drift(self, t, x: Float[Array, "N p"]) -> Float[Array, "K p"]:
+        """The common drift of each class, -(1/K) E(t) Gbar(t)."""
+        gbar = self.gradient.class_mean(x, self.classes)
+        return -self.impact.apply(t, gbar) / self.num_classes
+
+    def drift(self, t, x):
+        return self.classes.gather(self.class_drift(t, x))
+
+    def initial_state(self, key):
+        z = jr.normal(key, self.state_shape)
+        return self.init_mean + self.init_std * z
+
+    def brownian_shape(self):
+        if self.noise.is_zero:
+            return None
+        return self.noise.brownian_shape(self.classes, self.dim)
+
+    def noise_term(self, path):
+        if self.noise.is_zero:
+            return None
+        return NoiseTerm(self.noise, self.classes, path)
+
+    def check_on_grid(self, ts):
+        self.noise.check_on_grid(ts)
+
+    def logits(self, x: Float[Array, "N p"]) -> Float[Array, "N K"]:
+        """z_i = W X_i through the gradient model's head (W = I by default)."""
+        return x @ self.gradient.head(self.num_classes, x.dtype).T
+
+    def class_mean_ode(self) -> "LEODE":
+        """The LE-ODE of this model's class means (same impact, gradient and head)."""
+        return LEODE(
+            self.impact,
+            self.gradient,
+            self.num_classes,
+            dim=self.dim,
+            init_mean=self.init_mean,
+            init_std=self.init_std,
+        )
+
+
+class LEODE(AbstractDynamics):
+    r"""The LE-ODE of class means (no noise):
+
+        dXbar_k/dt = -(1/K) sum_{k'} E_{k k'}(t) G(Xbar_{k'}, k'),   k = 0..K-1.
+
+    For the linear gradient models (identity, projected, linear-ce) the class means of
+    the LE-SDE follow it exactly in expectation (and exactly without noise); for the
+    softmax-CE model the class mean of G is not G of the class mean, so it is refused.
+
+    Initial state Xbar_k(0) ~ N(m0, s0^2 I) unless given.
+
+    **Arguments:** `impact`, `gradient` (linear), `num_classes` K, `dim` p (default as for
+    `LESDE`), `init_mean`, `init_std`.
+    """
+
+    impact: AbstractImpact
+    gradient: AbstractGradient
+    init_mean: Float[Array, "*p"]
+    init_std: Float[Array, ""]
+    num_classes: int = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        impact: AbstractImpact,
+        gradient: Any,
+        num_classes: int,
+        dim: int | None = None,
+        init_mean: Any = 0.0,
+        init_std: Any = 0.05,
+    ):
+        K = check_positive_int("num_classes", num_classes)
+        gradient = _as_gradient(gradient)
+        if not gradient.is_linear:
+            raise ValueError(
+                f"the LE-ODE needs a linear gradient model ('identity', 'projected', "
+                f"'linear-ce'), got gradient = {gradient.name!r}: the class mean of its G is "
+                f"not G of the class mean; simulate the LESDE instead"
+            )
+        if dim is None:
+            dim = K if gradient.head_matrix is None else int(gradient.head_matrix.shape[1])
+        dim = check_positive_int("dim", dim)
+        gradient.check(K, dim)
+        _check_impact(impact, K)
+        self.impact = impact
+        self.gradient = gradient
+        self.num_classes = K
+        self.dim = dim
+        self.init_mean, self.init_std = _init_params(init_mean, init_std, dim)
+
+    @property
+    def state_shape(self):
+        return (self.num_classes, self.dim)
+
+    def drift(self, t, x):
+        g = self.gradient(x, jnp.arange(self.num_classes), self.num_classes)
+        return -self.impact.apply(t, g) / self.num_classes
+
+    def initial_state(self, key):
+        return self.init_mean + self.init_std * jr.normal(key, self.state_shape)
+
+    def brownian_shape(self):
+        return None
+
+    def noise_term(self, path):
+        return None
+
+    def check_on_grid(self, ts):
+        pass

@@ -1,0 +1,104 @@
+"""Additive training noise of the LE-SDE."""
+
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PyTree
+
+from ._classes import Classes
+from ._schedule import AbstractSchedule, as_schedule
+
+
+class Noise(eqx.Module):
+    r"""Additive noise sigma_ind(t) dW_i + sigma_sh(t) dW_{y_i} on sample i (Ito).
+
+    - `independent`: sigma_ind(t) >= 0; one Brownian motion per sample and feature
+      coordinate, W_i in R^p.
+    - `shared`: sigma_sh(t) >= 0; one Brownian motion per class, W_k in R^p, moving every
+      sample of class k alike (an SGD draw moves a whole class at once).
+
+    Either may be None (off); both None means no noise (the LE-SDE is then an ODE).
+    Each is a number, a callable of t, or a scalar schedule. The noise does not depend
+    on the state, so additive-noise solvers (SEA, ShARK, SRA1) are valid.
+    """
+
+    independent: AbstractSchedule | None
+    shared: AbstractSchedule | None
+
+    def __init__(self, independent: Any = None, shared: Any = None):
+        self.independent = None if independent is None else as_schedule(
+            "noise.independent", independent, ()
+        )
+        self.shared = None if shared is None else as_schedule("noise.shared", shared, ())
+        for name in ("independent", "shared"):
+            s = getattr(self, name)
+            if s is not None:
+                s.check_nonnegative(f"noise.{name} sigma")
+
+    @property
+    def is_zero(self) -> bool:
+        return self.independent is None and self.shared is None
+
+    def _parts(self):
+        return {
+            name: s
+            for name, s in (("independent", self.independent), ("shared", self.shared))
+            if s is not None
+        }
+
+    def brownian_shape(
+        self, classes: Classes, dim: int, dtype=None
+    ) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes of the driving Brownian motions: (N, p) independent, (K, p) shared."""
+        dtype = dtype or jnp.result_type(float)
+        rows = {"independent": classes.num_samples, "shared": classes.num_classes}
+        return {name: jax.ShapeDtypeStruct((rows[name], dim), dtype) for name in self._parts()}
+
+    def sigmas(self, t, dtype=None) -> dict[str, Float[Array, ""]]:
+        dtype = dtype or jnp.result_type(float)
+        return {name: jnp.asarray(s(t), dtype) for name, s in self._parts().items()}
+
+    def product(
+        self, sigmas: dict[str, Array], dw: dict[str, Array], classes: Classes
+    ) -> Float[Array, "N p"]:
+        """sigma_ind dW_i + sigma_sh dW_{y_i}."""
+        out = 0.0
+        if "independent" in sigmas:
+            out = out + sigmas["independent"] * dw["independent"]
+        if "shared" in sigmas:
+            out = out + classes.gather(sigmas["shared"] * dw["shared"])
+        return out
+
+    def check_on_grid(self, ts: Float[Array, " T"]) -> None:
+        """Check sigma(t) >= 0 and finite on the time grid (for callables of t)."""
+        for name, s in self._parts().items():
+            vals = np.asarray(jax.vmap(s)(ts))
+            bad = ~np.isfinite(vals) | (vals < 0)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"noise.{name} sigma must be finite and >= 0, got sigma({float(ts[i])}) "
+                    f"= {vals[i]}"
+                )
+
+
+class NoiseTerm(diffrax.AbstractTerm):
+    """The noise of an LE-SDE as a diffrax term: vf(t) = the sigmas, control = the
+    Brownian increments, prod = sigma_ind dW_i + sigma_sh dW_{y_i}."""
+
+    noise: Noise
+    classes: Classes
+    path: diffrax.AbstractBrownianPath
+
+    def vf(self, t, y, args) -> PyTree[Array]:
+        return self.noise.sigmas(t, y.dtype)
+
+    def contr(self, t0, t1, **kwargs):
+        return self.path.evaluate(t0, t1, **kwargs)
+
+    def prod(self, vf, control) -> Float[Array, "N p"]:
+        return self.noise.product(vf, control, self.classes)

@@ -1,0 +1,120 @@
+"""`lesde simulate` and its configuration schema."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import lesde
+from lesde.cli import main
+from lesde.io import ConfigError, load_config, parse_config
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+SMALL = {
+    "model": {
+        "gradient": "linear-ce",
+        "num_classes": 3,
+        "per_class": 4,
+        "impact": {"alpha": 2.0, "beta": 0.5},
+        "noise": {"independent": 0.01},
+    },
+    "solve": {"t1": 6.0, "dt": 0.1, "num_saves": 4, "seed": 3},
+}
+
+
+def write(tmp_path, cfg, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_simulate_writes_a_complete_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["simulate", str(write(tmp_path, SMALL)), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "status: success" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    data = np.load(out / "trajectory.npz")
+    np.testing.assert_allclose(data["ts"], [0, 2, 4, 6], atol=1e-6)
+    assert data["class_means"].shape == (4, 3, 3)
+    assert summary["final"]["loss"] == pytest.approx(float(data["loss"][-1]))
+    # linear-ce: class means move along W^T d_k at rate (alpha - beta)/K (closed form);
+    # the noise (sigma = 0.01, 4 samples a class) is far smaller than the motion.
+    cm = data["class_means"]
+    d = np.eye(3) - 1 / 3
+    np.testing.assert_allclose(cm[-1] - cm[0], 6.0 * (2.0 - 0.5) / 3 * d, atol=0.05)
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["gradient"] == "linear-ce"
+    assert not list(out.glob(".*partial"))
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")) + [None], ids=str)
+def test_shipped_configs_validate_and_build(path):
+    cfg = load_config(path)
+    model = cfg.model.build()
+    assert isinstance(model, lesde.LESDE)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c["model"].update(speed=3), r"model.speed: unknown key"),
+        (lambda c: c["model"].update(gradient="mse"), r"model.gradient: Input should be"),
+        (lambda c: c["model"]["noise"].update(independent=-0.1), r"independent must be >= 0, got -0.1"),
+        (lambda c: c["model"]["impact"].pop("beta"), r"needs both alpha and beta"),
+        (lambda c: c["solve"].update(dt="small"), r"solve.dt: Input should be a valid number"),
+        (lambda c: c["solve"].update(dt=0.25, t1=1.1), r"whole number of steps"),
+        (lambda c: c["solve"].update(solver="rk4"), r"solve.solver"),
+        (lambda c: c["model"].update(class_sizes=[1, 2]), r"exactly one of per_class and class_sizes"),
+        (
+            lambda c: c["model"]["impact"].update(alpha={"power_law": {"c": 1.0}}),
+            r"model.impact.alpha.*r: Field required",
+        ),
+    ],
+)
+def test_bad_configs_are_named(tmp_path, capsys, edit, match):
+    cfg = json.loads(json.dumps(SMALL))
+    edit(cfg)
+    with pytest.raises(ConfigError, match=match):
+        parse_config(cfg)
+    out = tmp_path / "run"
+    assert main(["simulate", str(write(tmp_path, cfg)), "--out", str(out), "--quiet"]) == 2
+    assert "invalid configuration" in capsys.readouterr().err
+    assert not out.exists()  # nothing computed or written
+
+
+def test_model_level_errors_before_compute(tmp_path, capsys):
+    cfg = json.loads(json.dumps(SMALL))
+    cfg["model"].update(gradient="projected", dim=5)
+    out = tmp_path / "run"
+    assert main(["simulate", str(write(tmp_path, cfg)), "--out", str(out), "--quiet"]) == 2
+    assert "projected model needs dim p = num_classes K" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
+
+
+def test_rewriting_a_run_removes_the_complete_marker_first(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = write(tmp_path, SMALL)
+    assert main(["simulate", str(cfg), "--out", str(out), "--quiet"]) == 0
+
+    def boom(*a, **k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError):
+        main(["simulate", str(cfg), "--out", str(out), "--quiet"])
+    assert not (out / "summary.json").exists()  # the interrupted run is not complete
