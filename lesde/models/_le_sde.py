@@ -26,13 +26,20 @@ def _as_gradient(gradient) -> AbstractGradient:
     return gradient
 
 
-def _check_impact(impact, num_classes):
+def _check_parts(impact, gradient: AbstractGradient, num_classes: int, dim) -> int:
+    """Check that impact and gradient model act on K classes in R^p; return p (default:
+    the head's width, else K)."""
+    if dim is None:
+        dim = num_classes if gradient.head_matrix is None else int(gradient.head_matrix.shape[1])
+    dim = check_positive_int("dim", dim)
+    gradient.check(num_classes, dim)
     if not isinstance(impact, AbstractImpact):
         raise ValueError(
             f"impact must be an impact (e.g. lesde.LocallyElastic(alpha, beta) or "
             f"lesde.General(E)), got {impact!r}"
         )
     impact.check(num_classes)
+    return dim
 
 
 def _init_params(init_mean, init_std, dim):
@@ -98,12 +105,7 @@ class LESDE(AbstractDynamics):
                 f"classes must be lesde.Classes(labels, num_classes), got {type(classes).__name__}"
             )
         gradient = _as_gradient(gradient)
-        K = classes.num_classes
-        if dim is None:
-            dim = K if gradient.head_matrix is None else int(gradient.head_matrix.shape[1])
-        dim = check_positive_int("dim", dim)
-        gradient.check(K, dim)
-        _check_impact(impact, K)
+        dim = _check_parts(impact, gradient, classes.num_classes, dim)
         if noise is None:
             noise = Noise()
         if not isinstance(noise, Noise):
@@ -203,11 +205,7 @@ class LEODE(AbstractDynamics):
                 f"'linear-ce'), got gradient = {gradient.name!r}: the class mean of its G is "
                 f"not G of the class mean; simulate the LESDE instead"
             )
-        if dim is None:
-            dim = K if gradient.head_matrix is None else int(gradient.head_matrix.shape[1])
-        dim = check_positive_int("dim", dim)
-        gradient.check(K, dim)
-        _check_impact(impact, K)
+        dim = _check_parts(impact, gradient, K, dim)
         self.impact = impact
         self.gradient = gradient
         self.num_classes = K
