@@ -76,7 +76,11 @@ class Noise(eqx.Module):
     def check_on_grid(self, ts: Float[Array, " T"]) -> None:
         """Check sigma(t) >= 0 and finite on the time grid (for callables of t)."""
         for name, s in self._parts().items():
-            vals = np.asarray(jax.vmap(s)(ts))
+            with jax.ensure_compile_time_eval():  # evaluate now, also inside a jit trace
+                vals = jax.vmap(s)(jnp.asarray(ts))
+            if isinstance(vals, jax.core.Tracer):
+                continue  # sigma depends on traced values: not decidable here
+            vals = np.asarray(vals)
             bad = ~np.isfinite(vals) | (vals < 0)
             if bad.any():
                 i = int(np.argmax(bad))

@@ -226,7 +226,7 @@ def simulate(
     if fn is not None and not callable(fn):
         raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
     if is_concrete(model):
-        model.check_on_grid(jnp.linspace(t0, t1, num_steps + 1))
+        model.check_on_grid(np.linspace(t0, t1, num_steps + 1))
     if key is None:
         key = jax.random.key(0)  # unused: deterministic model with given y0
     levy = _levy_area(solver) if stochastic else diffrax.BrownianIncrement
