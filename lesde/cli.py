@@ -1,15 +1,16 @@
 """Command line: `lesde simulate [CONFIG.yaml] --out DIR`."""
 
 import argparse
-import platform
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from . import __version__
 from .io import ConfigError, DEFAULT_CONFIG, load_config, write_run
+from .io._results import versions
 from .metrics import observables
 from .solve import simulate, STATUS_NAMES
 
@@ -68,13 +69,7 @@ def _simulate(args) -> int:
         },
         "separable_by_head": bool(obs["min_margin"][-1] > 0),
         "wall_time_s": round(elapsed, 3),
-        "versions": {
-            "lesde": __version__,
-            "jax": jax.__version__,
-            "diffrax": __import__("diffrax").__version__,
-            "python": platform.python_version(),
-        },
-        "backend": jax.default_backend(),
+        **versions(),
     }
     arrays = {"ts": traj.ts, "status": traj.status, **obs}
     out = write_run(args.out, config.model_dump(mode="json"), arrays, summary)
@@ -83,6 +78,60 @@ def _simulate(args) -> int:
         f"{summary['final']['accuracy']:.3f}; {elapsed:.1f} s; results in {out}/"
     )
     return 0 if status == "success" else 1
+
+
+def _sweep(args) -> int:
+    from .io import run_sweep, SweepConfig
+    from .plot import plot_phase_diagram
+
+    try:
+        config = load_config(args.config, schema=SweepConfig)
+    except (ConfigError, ValueError) as e:
+        print(f"lesde sweep: {e}", file=sys.stderr)
+        return 2
+    s = config.sweep
+    axes = s.grid_axes()
+    cells = int(np.prod([len(next(iter(a.values()))) for a in axes]))
+    print(
+        f"lesde {__version__}: sweep of the '{config.model.gradient}' LE-SDE over "
+        f"{' x '.join('+'.join(a) for a in axes)} = {cells} cells x {s.seeds} seeds on "
+        f"{len(jax.devices())} {jax.default_backend()} device(s)"
+    )
+    try:
+        ds = run_sweep(config, args.out, chunk_size=args.chunk_size, progress=not args.quiet)
+    except ValueError as e:
+        print(f"lesde sweep: {e}", file=sys.stderr)
+        return 2
+    png = Path(args.out) / "phase_diagram.png"
+    plot_phase_diagram(ds, path=png)
+    failed = int((ds["status"] != 0).sum())
+    print(ds[[m for m in s.metrics]].mean("seed").to_dataframe().to_string(float_format="%.4g"))
+    print(
+        f"{ds.attrs['num_members']} members ({failed} diverged or failed), "
+        f"{ds.attrs['wall_time_s_this_run']:.1f} s; results in {args.out}/sweep.nc, "
+        f"picture in {png}"
+    )
+    return 0
+
+
+def _plot(args) -> int:
+    import xarray as xr
+
+    from .plot import plot_phase_diagram
+
+    path = Path(args.result)
+    if not path.is_file():
+        print(f"lesde plot: no such file: {path}", file=sys.stderr)
+        return 2
+    with xr.open_dataset(path, engine="scipy") as ds:
+        out = Path(args.out) if args.out else path.with_suffix(".png")
+        try:
+            plot_phase_diagram(ds.load(), metrics=args.metrics, path=out)
+        except ValueError as e:
+            print(f"lesde plot: {e}", file=sys.stderr)
+            return 2
+    print(f"written {out}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -101,6 +150,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_simulate)
+    p = sub.add_parser(
+        "sweep",
+        help="solve a parameter sweep as one batched computation",
+        description="Solve every cell x seed of a sweep config; writes sweep.nc (xarray, "
+        "netCDF) and phase_diagram.png to --out. Rerunning after an interruption resumes.",
+    )
+    p.add_argument("config", help="YAML sweep config (see configs/)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--chunk-size", type=int, default=None, help="members per compiled call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
+    p = sub.add_parser("plot", help="draw the phase diagram of a sweep result")
+    p.add_argument("result", help="a sweep.nc file")
+    p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
+    p.add_argument("--metrics", nargs="+", default=None, help="metrics to draw")
+    p.set_defaults(func=_plot)
     args = parser.parse_args(argv)
     return args.func(args)
 

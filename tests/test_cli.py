@@ -9,7 +9,7 @@ import yaml
 
 import lesde
 from lesde.cli import main
-from lesde.io import ConfigError, load_config, parse_config
+from lesde.io import ConfigError, load_config, parse_config, SweepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -52,7 +52,8 @@ def test_simulate_writes_a_complete_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")) + [None], ids=str)
 def test_shipped_configs_validate_and_build(path):
-    cfg = load_config(path)
+    is_sweep = path is not None and "sweep" in yaml.safe_load(path.read_text())
+    cfg = load_config(path, schema=SweepConfig if is_sweep else None)
     model = cfg.model.build()
     assert isinstance(model, lesde.LESDE)
 

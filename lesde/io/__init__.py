@@ -4,5 +4,7 @@ from ._config import (
     load_config as load_config,
     parse_config as parse_config,
     RunConfig as RunConfig,
+    SweepConfig as SweepConfig,
 )
-from ._results import write_run as write_run
+from ._results import versions as versions, write_run as write_run
+from ._sweep_io import run_sweep as run_sweep

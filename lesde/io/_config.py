@@ -8,6 +8,7 @@ impossible values are refused with the offending key and value named. Schedules
     {piecewise_linear: {times: [...], values: [...]}}
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,21 +61,37 @@ class ScheduleSpec(_Strict):
             )
         return self
 
-    def build(self):
+    def build(self, path: str = "", ov: Mapping[str, Any] = {}):
         if self.constant is not None:
-            return Constant(self.constant)
+            return Constant(ov.get(path, self.constant))
         if self.power_law is not None:
             p = self.power_law
-            return PowerLaw(p.c, p.r, p.t0)
+            return PowerLaw(
+                ov.get(f"{path}.c", p.c), ov.get(f"{path}.r", p.r), ov.get(f"{path}.t0", p.t0)
+            )
         p = self.piecewise_linear
         return PiecewiseLinear(p.times, p.values)
+
+    def sweepable(self, path: str) -> list[str]:
+        if self.constant is not None:
+            return [path] if isinstance(self.constant, (int, float)) else []
+        if self.power_law is not None:
+            return [f"{path}.{k}" for k in ("c", "r", "t0") if k != "c" or
+                    isinstance(self.power_law.c, (int, float))]
+        return []
 
 
 Schedule = float | ScheduleSpec
 
 
-def _build(s: Schedule):
-    return Constant(s) if isinstance(s, (int, float)) else s.build()
+def _build(s: Schedule, path: str = "", ov: Mapping[str, Any] = {}):
+    return Constant(ov.get(path, s)) if isinstance(s, (int, float)) else s.build(path, ov)
+
+
+def _sweepable(s: Schedule | None, path: str) -> list[str]:
+    if s is None:
+        return []
+    return [path] if isinstance(s, (int, float)) else s.sweepable(path)
 
 
 def _nonneg_schedule(name: str, s: Schedule | None) -> None:
@@ -111,9 +128,11 @@ class ImpactSpec(_Strict):
             raise ValueError("the locally elastic impact needs both alpha and beta")
         return self
 
-    def build(self):
+    def build(self, ov: Mapping[str, Any] = {}):
         if self.matrix is None:
-            return LocallyElastic(_build(self.alpha), _build(self.beta))
+            return LocallyElastic(
+                _build(self.alpha, "impact.alpha", ov), _build(self.beta, "impact.beta", ov)
+            )
         if isinstance(self.matrix, ScheduleSpec):
             return General(self.matrix.build())
         return General(np.asarray(self.matrix, dtype=float))
@@ -156,29 +175,42 @@ class ModelSpec(_Strict):
             )
         return self
 
-    def build(self) -> LESDE:
+    def sweepable(self) -> list[str]:
+        """Parameter paths that a sweep may vary (scalars of the model)."""
+        out = _sweepable(self.impact.alpha, "impact.alpha") + _sweepable(
+            self.impact.beta, "impact.beta"
+        )
+        out += _sweepable(self.noise.independent, "noise.independent")
+        out += _sweepable(self.noise.shared, "noise.shared")
+        return out + ["init.mean", "init.std"]
+
+    def build(self, overrides: Mapping[str, Any] = {}) -> LESDE:
+        """The LESDE of this spec; `overrides` maps sweepable paths (see `sweepable`) to
+        values (numbers or JAX arrays) that replace the spec's."""
+        ov = overrides
         K = self.num_classes
         sizes = self.class_sizes or [self.per_class] * K
         classes = Classes(np.repeat(np.arange(K), sizes), K)
         return LESDE(
-            self.impact.build(),
+            self.impact.build(ov),
             gradient_model(self.gradient),
             classes,
             noise=Noise(
-                None if self.noise.independent is None else _build(self.noise.independent),
-                None if self.noise.shared is None else _build(self.noise.shared),
+                None
+                if self.noise.independent is None
+                else _build(self.noise.independent, "noise.independent", ov),
+                None if self.noise.shared is None else _build(self.noise.shared, "noise.shared", ov),
             ),
             dim=self.dim,
-            init_mean=self.init.mean,
-            init_std=self.init.std,
+            init_mean=ov.get("init.mean", self.init.mean),
+            init_std=ov.get("init.std", self.init.std),
         )
 
 
-class SolveSpec(_Strict):
+class _SolveBase(_Strict):
     t1: Annotated[float, Field(gt=0)]
     dt: Annotated[float, Field(gt=0)]
     solver: Literal[tuple(SOLVERS)] = "euler"  # type: ignore[valid-type]
-    num_saves: Annotated[int, Field(ge=2)] = 11
     seed: int = 0
 
     @model_validator(mode="after")
@@ -189,11 +221,88 @@ class SolveSpec(_Strict):
         return self
 
 
+class SolveSpec(_SolveBase):
+    num_saves: Annotated[int, Field(ge=2)] = 11
+
+
 class RunConfig(_Strict):
     """A `lesde simulate` run: a model and how to solve it."""
 
     model: ModelSpec
     solve: SolveSpec
+
+
+class RangeSpec(_Strict):
+    linspace: tuple[float, float, Annotated[int, Field(ge=1)]] | None = None
+    logspace: tuple[float, float, Annotated[int, Field(ge=1)]] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.linspace is None) == (self.logspace is None):
+            raise ValueError("give exactly one of linspace: [start, stop, num] and "
+                             "logspace: [start exponent, stop exponent, num]")
+        return self
+
+    def values(self) -> list[float]:
+        if self.linspace is not None:
+            return np.linspace(*self.linspace).tolist()
+        return np.logspace(*self.logspace).tolist()
+
+
+AxisValues = Annotated[list[float], Field(min_length=1)] | RangeSpec
+
+
+class SweepSpec(_Strict):
+    """The swept axes (each a mapping {parameter path: values}; several paths in one
+    mapping are zipped), seeds per cell, metrics to keep and the chunk size."""
+
+    axes: Annotated[list[dict[str, AxisValues]], Field(min_length=1)]
+    seeds: Annotated[int, Field(ge=1)] = 1
+    metrics: Annotated[list[str], Field(min_length=1)] = ["loss", "accuracy"]
+    chunk_size: Annotated[int, Field(ge=1)] | None = None
+    save_times: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | None = None
+
+    def grid_axes(self) -> list[dict[str, list[float]]]:
+        return [
+            {k: (v.values() if isinstance(v, RangeSpec) else list(v)) for k, v in axis.items()}
+            for axis in self.axes
+        ]
+
+
+class SweepConfig(_Strict):
+    """A `lesde sweep` run: a model, the swept axes and how to solve each member."""
+
+    model: ModelSpec
+    sweep: SweepSpec
+    solve: _SolveBase
+
+    @model_validator(mode="after")
+    def _axes(self):
+        from ..metrics._registry import METRICS
+
+        allowed = self.model.sweepable()
+        for i, axis in enumerate(self.sweep.grid_axes()):
+            for name, values in axis.items():
+                if name not in allowed:
+                    raise ValueError(
+                        f"sweep.axes[{i}]: {name!r} is not a sweepable parameter of this "
+                        f"model; sweepable: {allowed}"
+                    )
+                for v in values:  # every value must give a valid model, before compute
+                    try:
+                        self.model.build({name: v})
+                    except ValueError as e:
+                        raise ValueError(f"sweep.axes[{i}]: {name} = {v}: {e}") from None
+        times = self.sweep.save_times or []
+        if any(b < a for a, b in zip(times, times[1:])) or any(t > self.solve.t1 for t in times):
+            raise ValueError(
+                f"sweep.save_times must be increasing and within (0, t1 = {self.solve.t1}], "
+                f"got {times}"
+            )
+        unknown = [m for m in self.sweep.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"sweep.metrics: unknown {unknown}; choose from {sorted(METRICS)}")
+        return self
 
 
 class ConfigError(ValueError):
@@ -213,8 +322,9 @@ def _format(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None) -> RunConfig:
-    """Read and validate a YAML run configuration (default: the embedded default)."""
+def load_config(path: str | Path | None = None, schema: type[BaseModel] | None = None):
+    """Read and validate a YAML configuration against `schema` (default `RunConfig`;
+    default file: the embedded default run)."""
     path = DEFAULT_CONFIG if path is None else Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -222,13 +332,14 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config {path} is not valid YAML: {e}") from e
-    return parse_config(data, source=str(path))
+    return parse_config(data, source=str(path), schema=schema)
 
 
-def parse_config(data: Any, source: str = "<dict>") -> RunConfig:
+def parse_config(data: Any, source: str = "<dict>", schema: type[BaseModel] | None = None):
+    """Validate a configuration mapping against `schema` (default `RunConfig`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"config {source} must be a mapping, got {type(data).__name__}")
     try:
-        return RunConfig.model_validate(data)
+        return (schema or RunConfig).model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format(e, source)) from None

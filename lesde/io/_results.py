@@ -39,3 +39,23 @@ def write_run(
     _atomic_write(out / "trajectory.npz", save_npz)
     _atomic_write(marker, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of lesde and the libraries behind a result, and the backend."""
+    import platform
+
+    import diffrax
+    import equinox
+    import jax
+
+    from .. import __version__
+
+    return {
+        "version_lesde": __version__,
+        "version_jax": jax.__version__,
+        "version_diffrax": diffrax.__version__,
+        "version_equinox": equinox.__version__,
+        "version_python": platform.python_version(),
+        "backend": jax.default_backend(),
+    }

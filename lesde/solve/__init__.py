@@ -5,3 +5,4 @@ from ._simulate import (
     STATUS_NAMES as STATUS_NAMES,
     Trajectory as Trajectory,
 )
+from ._sweep import fingerprint_of as fingerprint_of, Grid as Grid, member_key as member_key, sweep as sweep

@@ -1,0 +1,280 @@
+"""Batched parameter sweeps: a grid of parameter settings x seeds, solved as one
+compiled computation in chunks, sharded over the visible devices, resumable."""
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .._checks import check_positive_int, show
+from ._simulate import simulate, STATUS_NAMES
+
+SEED_DIM = "seed"
+TIME_DIM = "time"
+
+
+class Grid:
+    """A grid of parameter settings: the product of axes, each axis one or more
+    parameters zipped together (equal lengths) along one dimension.
+
+    **Arguments:** `axes`: a sequence of mappings {parameter name: 1-D values}. A mapping
+    with one entry is a plain axis named after its parameter; a mapping with several
+    entries zips them along one dimension named by joining their names with '+'.
+
+    Cell c of the grid (row-major over the axes, last axis fastest) has the parameter
+    values `grid.params(c)`.
+    """
+
+    def __init__(self, axes: Sequence[Mapping[str, Any]]):
+        if isinstance(axes, Mapping):
+            axes = [{k: v} for k, v in axes.items()]
+        self.axes: list[dict[str, np.ndarray]] = []
+        seen = set()
+        for i, axis in enumerate(axes):
+            if not isinstance(axis, Mapping) or not axis:
+                raise ValueError(f"axes[{i}] must be a non-empty mapping, got {show(axis)}")
+            cols = {}
+            for name, values in axis.items():
+                if name in seen:
+                    raise ValueError(f"parameter {name!r} is swept on more than one axis")
+                seen.add(name)
+                v = np.asarray(values, dtype=float)
+                if v.ndim != 1 or v.size == 0:
+                    raise ValueError(
+                        f"axis values of {name!r} must be a non-empty 1-D list, got shape {v.shape}"
+                    )
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"axis values of {name!r} must be finite, got {show(v)}")
+                cols[name] = v
+            lengths = {len(v) for v in cols.values()}
+            if len(lengths) != 1:
+                raise ValueError(
+                    f"zipped parameters {list(cols)} must have equal lengths, got "
+                    f"{[len(v) for v in cols.values()]}"
+                )
+            self.axes.append(cols)
+
+    @property
+    def dims(self) -> list[str]:
+        return ["+".join(axis) for axis in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(next(iter(axis.values()))) for axis in self.axes)
+
+    @property
+    def num_cells(self) -> int:
+        return int(np.prod(self.shape, dtype=int)) if self.axes else 1
+
+    @property
+    def names(self) -> list[str]:
+        return [name for axis in self.axes for name in axis]
+
+    def params(self, cells: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameter values of the given cell indices."""
+        idx = np.unravel_index(np.asarray(cells), self.shape) if self.axes else ()
+        return {
+            name: values[i] for axis, i in zip(self.axes, idx) for name, values in axis.items()
+        }
+
+
+def member_key(seed: int, cell, seed_index) -> jax.Array:
+    """The random key of one member: fold_in(fold_in(key(seed), cell), seed_index), so a
+    member's noise does not depend on chunking or devices."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), cell), seed_index)
+
+
+class _Store:
+    """Completed members on disk: one .npz per finished chunk, written under a temporary
+    name and renamed, so an interrupted chunk leaves nothing that looks complete."""
+
+    def __init__(self, path: Path, fingerprint: str, num_members: int):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        meta = self.path / "sweep.json"
+        info = {"fingerprint": fingerprint, "num_members": num_members}
+        if meta.exists():
+            old = json.loads(meta.read_text())
+            if old != info:
+                raise ValueError(
+                    f"the chunk store {self.path} holds a different sweep (fingerprint "
+                    f"{old.get('fingerprint')!r}, {old.get('num_members')} members); remove it "
+                    "or use another output directory"
+                )
+        else:
+            tmp = meta.with_name(".sweep.json.partial")
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, meta)
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        out = []
+        for f in sorted(self.path.glob("members_*.npz")):
+            with np.load(f) as z:
+                out.append({k: z[k] for k in z.files})
+        return out
+
+    def save(self, members: np.ndarray, results: dict[str, np.ndarray]) -> None:
+        name = f"members_{int(members[0]):09d}_{int(members[-1]):09d}.npz"
+        tmp = self.path / f".{name}.partial"
+        with open(tmp, "wb") as f:
+            np.savez(f, member=members, **results)
+        os.replace(tmp, self.path / name)
+
+
+def sweep(
+    build: Callable[[dict[str, jax.Array]], Any],
+    grid: Grid | Sequence[Mapping[str, Any]],
+    *,
+    t1: float,
+    dt: float,
+    fn: Callable[[Any, jax.Array, Any], Mapping[str, jax.Array]],
+    seeds: int = 1,
+    seed: int = 0,
+    solver: Any = None,
+    chunk_size: int | None = None,
+    store: str | Path | None = None,
+    fingerprint: str = "",
+    progress: bool = True,
+    attrs: Mapping[str, Any] | None = None,
+    ts: Any = None,
+):
+    """Solve `build(params)` for every cell of `grid` and every seed, as one compiled
+    `jit(vmap(...))` computation applied chunk by chunk; return an `xarray.Dataset`.
+
+    Member m = cell * seeds + s solves `build(grid.params(cell))` with the key
+    `member_key(seed, cell, s)` and saves `fn(t1, X(t1), model)` (a mapping of scalars
+    computed inside the solve), so results do not depend on `chunk_size` or on the
+    number of devices. Chunks are padded to `chunk_size` (one compilation for the whole
+    sweep) and sharded over all visible devices (`jax.sharding.NamedSharding` over a
+    one-axis `Mesh`; the chunk size is rounded up to a multiple of the device count).
+
+    **Arguments:**
+    - `build`: params -> model; called under `vmap` with scalar arrays, one per
+      parameter named in the grid.
+    - `grid`: a `Grid` or its axes.
+    - `t1`, `dt`, `solver`: passed to `lesde.simulate`.
+    - `fn`: fn(t, X, model) -> {name: scalar}, the metrics to keep.
+    - `seeds`: members per cell; `seed`: the base seed.
+    - `chunk_size`: members per compiled call (default: all, at most 1024).
+    - `store`: a directory for finished chunks; rerunning the same sweep with the same
+      store resumes, losing at most the chunk that was running. `fingerprint` identifies
+      the sweep (e.g. a hash of its config) so a store is never mixed with another one.
+    - `progress`: a tqdm progress bar over chunks, with ETA.
+    - `attrs`: attributes of the returned Dataset.
+    - `ts`: times at which to keep the metrics (default: t1 only); adds a 'time'
+      dimension, so one sweep shows the transition at several horizons.
+
+    **Returns:** an `xarray.Dataset` with dimensions (grid dims..., 'seed'[, 'time']), one variable
+    per metric and `status` (0 success, 1 diverged, 2 solver failed: see
+    `lesde.Trajectory`), the swept parameters as coordinates.
+    """
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    grid = grid if isinstance(grid, Grid) else Grid(grid)
+    seeds = check_positive_int("seeds", seeds)
+    num_members = grid.num_cells * seeds
+    devices = jax.devices()
+    if chunk_size is None:
+        chunk_size = min(num_members, 1024)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    chunk_size = -(-chunk_size // len(devices)) * len(devices)
+    if not callable(build) or not callable(fn):
+        raise ValueError("build and fn must be callables")
+
+    names = grid.names
+
+    def member(params, cell, s):
+        model = build(params)
+        traj = simulate(
+            model, t1=t1, dt=dt, key=member_key(seed, cell, s), fn=fn, solver=solver, ts=ts
+        )
+        return (traj.ys if ts is not None else {k: v[-1] for k, v in traj.ys.items()}), traj.status
+
+    run_chunk = jax.jit(jax.vmap(member))
+    mesh = Mesh(np.array(devices), ("batch",))
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+
+    st = _Store(Path(store), fingerprint, num_members) if store is not None else None
+    done_parts = st.load() if st is not None else []
+    done = np.zeros(num_members, bool)
+    for part in done_parts:
+        done[part["member"]] = True
+    todo = np.flatnonzero(~done)
+    parts = list(done_parts)
+    bar = tqdm(
+        total=num_members, initial=int(done.sum()), unit="member", disable=not progress,
+        desc="sweep", smoothing=0.1,
+    )
+    start = time.perf_counter()
+    try:
+        for lo in range(0, len(todo), chunk_size):
+            members = todo[lo : lo + chunk_size]
+            padded = np.concatenate(
+                [members, np.full(chunk_size - len(members), members[-1], dtype=members.dtype)]
+            )
+            cells, s_idx = np.divmod(padded, seeds)
+            params = {k: jnp.asarray(v) for k, v in grid.params(cells).items()}
+            args = jax.device_put(
+                (params, jnp.asarray(cells, jnp.int32), jnp.asarray(s_idx, jnp.int32)), sharding
+            )
+            metrics, status = run_chunk(*args)
+            res = {k: np.asarray(v)[: len(members)] for k, v in metrics.items()}
+            res["status"] = np.asarray(status)[: len(members)]
+            parts.append({"member": members, **res})
+            if st is not None:
+                st.save(members, res)
+            bar.update(len(members))
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+
+    keys = [k for k in parts[0] if k != "member"]
+    flat = {
+        k: np.empty((num_members,) + parts[0][k].shape[1:], dtype=parts[0][k].dtype)
+        for k in keys
+    }
+    for part in parts:
+        for k in keys:
+            flat[k][part["member"]] = part[k]
+    shape = grid.shape + (seeds,)
+    dims = grid.dims + [SEED_DIM]
+    coords: dict[str, Any] = {SEED_DIM: np.arange(seeds)}
+    if ts is not None:
+        coords[TIME_DIM] = np.asarray(ts, dtype=float)
+    for dim, axis in zip(grid.dims, grid.axes):
+        for name, values in axis.items():
+            coords[name] = (dim, values)
+    data = {
+        k: (dims + ([TIME_DIM] if flat[k].ndim == 2 else []), flat[k].reshape(shape + flat[k].shape[1:]))
+        for k in keys
+    }
+    ds = xr.Dataset(data, coords=coords)
+    ds["status"].attrs["meaning"] = ", ".join(f"{k} = {v}" for k, v in STATUS_NAMES.items())
+    ds.attrs.update(
+        {
+            "num_members": num_members,
+            "chunk_size": chunk_size,
+            "num_devices": len(devices),
+            "backend": jax.default_backend(),
+            "members_solved_this_run": int(len(todo)),
+            "wall_time_s_this_run": round(elapsed, 3),
+            "parameters": json.dumps(names),
+        }
+    )
+    if attrs:
+        ds.attrs.update(attrs)
+    return ds
+
+
+def fingerprint_of(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (e.g. a sweep config)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
