@@ -14,8 +14,6 @@ Usage: python benchmarks/bench_core.py [--repeats 7] [--out benchmarks/results/c
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import lesde
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _reference import environment, scan_member_fn, summary, timeit  # noqa: E402
 
 K, N_PER, STEPS, BATCH, DT = 10, 100, 1000, 64, 0.05
 T1 = STEPS * DT
@@ -42,7 +43,6 @@ def params(batch):
 
 classes = lesde.Classes.balanced(K, N_PER)
 labels = classes.labels
-counts = classes.counts
 
 
 def lesde_member(alpha, beta, sigma, key):
@@ -52,23 +52,7 @@ def lesde_member(alpha, beta, sigma, key):
     return lesde.simulate(model, t1=T1, dt=DT, key=key).ys[-1]
 
 
-def scan_member(alpha, beta, sigma, key):
-    """What a user would write by hand: Euler-Maruyama in lax.scan, class sums."""
-    init_key, bm_key = jax.random.split(key)
-    x0 = 0.05 * jax.random.normal(init_key, (K * N_PER, K))
-    sqrt_dt = jnp.sqrt(DT)
-
-    def step(x, i):
-        s = jax.nn.softmax(x, axis=-1)
-        gbar = jax.ops.segment_sum(s, labels, K, indices_are_sorted=True) / counts[:, None]
-        gbar = gbar - jnp.eye(K)
-        eg = (alpha - beta) * gbar + beta * jnp.sum(gbar, axis=0, keepdims=True)
-        drift = -(eg / K)[labels]
-        dw = jax.random.normal(jax.random.fold_in(bm_key, i), x.shape) * sqrt_dt
-        return x + drift * DT + sigma * dw, None
-
-    x, _ = jax.lax.scan(step, x0, jnp.arange(STEPS))
-    return x
+scan_member = scan_member_fn(classes, STEPS, DT)
 
 
 def loss_of(member):
@@ -79,24 +63,11 @@ def loss_of(member):
     return jax.jit(jax.grad(total_loss))
 
 
-def timeit(fn, args, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def compile_and_time(fn, args, repeats):
     t = time.perf_counter()
     jax.block_until_ready(fn(*args))
     first = time.perf_counter() - t
     return first, timeit(fn, args, repeats)
-
-
-def summary(times):
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
 def main(argv=None):
@@ -149,17 +120,7 @@ def main(argv=None):
         "max_abs_diff_final_state": agree,
         "rel_diff_gradient": grad_agree,
         "repeats": a.repeats,
-        "versions": {
-            "python": sys.version.split()[0], "jax": jax.__version__,
-            "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
-            "diffrax": __import__("diffrax").__version__, "equinox": __import__("equinox").__version__,
-            "lesde": lesde.__version__,
-        },
-        "machine": {
-            "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-        },
+        **environment(),
     }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,10 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
         # a dimension's values; zipped dims ('a+b') show their first parameter
         return np.asarray(ds[dim.split("+")[0]].values)
 
+    def label(dim):
+        first, *rest = dim.split("+")
+        return first if not rest else f"{first} (zipped with {', '.join(rest)})"
+
     def line_at(dim):
         return lines.get(dim, lines.get(dim.split("+")[0]))
 
@@ -89,7 +93,7 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
                 ax.legend(fontsize=7)
             if _is_log(coord(x)):
                 ax.set_xscale("log")
-            ax.set_xlabel(x)
+            ax.set_xlabel(label(x))
             ax.set_title(name)
         fig.tight_layout()
     else:
@@ -118,8 +122,8 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
                     f"\n{d} = {np.asarray(ds[d.split('+')[0]])[i]:.3g}" for d, i in sel.items()
                 )
                 ax.set_title(title, fontsize=9)
-                ax.set_xlabel(x)
-                ax.set_ylabel(y)
+                ax.set_xlabel(label(x))
+                ax.set_ylabel(label(y))
         fig.tight_layout()
     if path is not None:
         path = Path(path)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -67,11 +68,13 @@ def test_one_compilation_for_the_whole_sweep():
     traces = []
 
     def counting_build(p):
-        traces.append(1)  # runs only while the chunk function is traced
+        if isinstance(p["alpha"], jax.core.Tracer):  # not the concrete probe of cell 0
+            traces.append(1)
         return build(p)
 
-    lesde.sweep(counting_build, AXES, t1=1.0, dt=0.1, fn=FN, seeds=2, chunk_size=5,
-                progress=False)  # 12 members in 3 chunks, the last one padded
+    for _ in range(2):  # the second, identical sweep reuses the compiled function
+        lesde.sweep(counting_build, AXES, t1=1.0, dt=0.1, fn=FN, seeds=2, chunk_size=5,
+                    progress=False)  # 12 members in 3 chunks, the last one padded
     assert len(traces) == 1
 
 
@@ -236,3 +239,18 @@ def test_cli_sweep_and_plot(tmp_path, capsys):
     assert main(["sweep", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "extra: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_auto_chunk_size_follows_memory():
+    import jax
+
+    small = build({"alpha": 1.0, "sigma": 0.1})
+    big = lesde.LESDE(lesde.LocallyElastic(1.0, 0.0), "ce", lesde.Classes.balanced(100, 500))
+    devices = jax.devices()
+    n_small = _sweep.auto_chunk_size(small, devices)
+    n_big = _sweep.auto_chunk_size(big, devices)
+    assert n_small == 4096 * len(devices)  # the cap
+    assert 1 <= n_big < n_small
+    # halving the memory fraction halves the chunk (until the floor of one per device)
+    half = _sweep.auto_chunk_size(big, devices, fraction=0.125)
+    assert abs(half - n_big / 2) <= len(devices)

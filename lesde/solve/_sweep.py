@@ -1,6 +1,7 @@
 """Batched parameter sweeps: a grid of parameter settings x seeds, solved as one
 compiled computation in chunks, sharded over the visible devices, resumable."""
 
+import functools
 import hashlib
 import json
 import os
@@ -152,7 +153,8 @@ def sweep(
     Member m = cell * seeds + s solves `build(grid.params(cell))` with the key
     `member_key(seed, cell, s)` and saves `fn(t1, X(t1), model)` (a mapping of scalars
     computed inside the solve), so results do not depend on `chunk_size` or on the
-    number of devices. Chunks are padded to `chunk_size` (one compilation for the whole
+    number of devices (up to floating-point rounding: XLA may round differently for
+    different batch shapes). Chunks are padded to `chunk_size` (one compilation for the whole
     sweep) and sharded over all visible devices (`jax.sharding.NamedSharding` over a
     one-axis `Mesh`; the chunk size is rounded up to a multiple of the device count).
 
@@ -163,7 +165,8 @@ def sweep(
     - `t1`, `dt`, `solver`: passed to `lesde.simulate`.
     - `fn`: fn(t, X, model) -> {name: scalar}, the metrics to keep.
     - `seeds`: members per cell; `seed`: the base seed.
-    - `chunk_size`: members per compiled call (default: all, at most 1024).
+    - `chunk_size`: members per compiled call (default: what fits a quarter of the
+      device memory, see `auto_chunk_size`).
     - `store`: a directory for finished chunks; rerunning the same sweep with the same
       store resumes, losing at most the chunk that was running. `fingerprint` identifies
       the sweep (e.g. a hash of its config) so a store is never mixed with another one.
@@ -172,8 +175,8 @@ def sweep(
     - `ts`: times at which to keep the metrics (default: t1 only); adds a 'time'
       dimension, so one sweep shows the transition at several horizons.
 
-    **Returns:** an `xarray.Dataset` with dimensions (grid dims..., 'seed'[, 'time']), one variable
-    per metric and `status` (0 success, 1 diverged, 2 solver failed: see
+    **Returns:** an `xarray.Dataset` with dimensions (grid dims..., 'seed'[, 'time']), one
+    variable per metric and `status` (0 success, 1 diverged, 2 solver failed: see
     `lesde.Trajectory`), the swept parameters as coordinates.
     """
     import xarray as xr
@@ -183,23 +186,19 @@ def sweep(
     seeds = check_positive_int("seeds", seeds)
     num_members = grid.num_cells * seeds
     devices = jax.devices()
-    if chunk_size is None:
-        chunk_size = min(num_members, 1024)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    chunk_size = -(-chunk_size // len(devices)) * len(devices)
     if not callable(build) or not callable(fn):
         raise ValueError("build and fn must be callables")
+    probe = build({k: jnp.asarray(v) for k, v in grid.params(np.zeros((), int)).items()})
+    if chunk_size is None:
+        chunk_size = min(num_members, auto_chunk_size(probe, devices))
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    chunk_size = -(-chunk_size // len(devices)) * len(devices)
 
     names = grid.names
-
-    def member(params, cell, s):
-        model = build(params)
-        traj = simulate(
-            model, t1=t1, dt=dt, key=member_key(seed, cell, s), fn=fn, solver=solver, ts=ts
-        )
-        return (traj.ys if ts is not None else {k: v[-1] for k, v in traj.ys.items()}), traj.status
-
-    run_chunk = jax.jit(jax.vmap(member))
+    run_chunk = _chunk_function(
+        build, fn, float(t1), float(dt), solver, int(seed),
+        None if ts is None else tuple(float(t) for t in np.asarray(ts).ravel()),
+    )
     mesh = Mesh(np.array(devices), ("batch",))
     sharding = NamedSharding(mesh, PartitionSpec("batch"))
 
@@ -273,6 +272,38 @@ def sweep(
     if attrs:
         ds.attrs.update(attrs)
     return ds
+
+
+def auto_chunk_size(model, devices, fraction: float = 0.25, per_state: int = 24) -> int:
+    """Members per chunk that fit in `fraction` of the memory of the devices: each member
+    is counted as `per_state` copies of its state (the solver's stages, the Brownian
+    increments and XLA's temporaries). Device memory comes from `memory_stats()` where
+    the backend reports it (GPUs), else the host's physical memory. At least one member
+    per device, at most 4096 per device."""
+    state = int(np.prod(model.state_shape)) * jnp.dtype(jnp.result_type(float)).itemsize
+    stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        budget = fraction * stats["bytes_limit"] * len(devices)
+    else:
+        budget = fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    per_device = int(budget // (per_state * state * len(devices)))
+    return max(1, min(per_device, 4096)) * len(devices)
+
+
+@functools.lru_cache(maxsize=16)
+def _chunk_function(build, fn, t1, dt, solver, seed, ts):
+    """jit(vmap(member)) for one sweep set-up, kept so that running the same sweep again
+    in this process (e.g. resuming) does not compile again."""
+
+    def member(params, cell, s):
+        model = build(params)
+        traj = simulate(
+            model, t1=t1, dt=dt, key=member_key(seed, cell, s), fn=fn, solver=solver,
+            ts=None if ts is None else jnp.asarray(ts),
+        )
+        return (traj.ys if ts is not None else {k: v[-1] for k, v in traj.ys.items()}), traj.status
+
+    return jax.jit(jax.vmap(member))
 
 
 def fingerprint_of(obj: Any) -> str:

@@ -1,0 +1,72 @@
+"""The hand-written reference a user would write: Euler-Maruyama of the softmax-CE LE-SDE
+with independent noise in a jax.lax.scan, class sums, step i's noise from fold_in(key, i)
+(the same noise as lesde's FoldInBrownianPath, so the two compute the same trajectories)."""
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def scan_member_fn(classes, steps: int, dt: float, init_std: float = 0.05):
+    """(alpha, beta, sigma, key) -> final state, for a balanced `lesde.Classes`."""
+    K = classes.num_classes
+    labels, counts = classes.labels, classes.counts
+    N = classes.num_samples
+
+    def member(alpha, beta, sigma, key):
+        init_key, bm_key = jax.random.split(key)
+        x0 = init_std * jax.random.normal(init_key, (N, K))
+        sqrt_dt = jnp.sqrt(dt)
+
+        def step(x, i):
+            s = jax.nn.softmax(x, axis=-1)
+            gbar = jax.ops.segment_sum(s, labels, K, indices_are_sorted=True) / counts[:, None]
+            gbar = gbar - jnp.eye(K)
+            eg = (alpha - beta) * gbar + beta * jnp.sum(gbar, axis=0, keepdims=True)
+            drift = -(eg / K)[labels]
+            dw = jax.random.normal(jax.random.fold_in(bm_key, i), x.shape) * sqrt_dt
+            return x + drift * dt + sigma * dw, None
+
+        x, _ = jax.lax.scan(step, x0, jnp.arange(steps))
+        return x
+
+    return member
+
+
+def timeit(fn, args, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def environment() -> dict:
+    import os
+    import platform
+    import sys
+
+    import diffrax
+    import equinox
+
+    import lesde
+
+    return {
+        "versions": {
+            "python": sys.version.split()[0], "jax": jax.__version__,
+            "diffrax": diffrax.__version__, "equinox": equinox.__version__,
+            "lesde": lesde.__version__,
+        },
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+        },
+    }

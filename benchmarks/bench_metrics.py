@@ -1,0 +1,135 @@
+"""Cost of the separation fuzziness D and NC1 at a realistic size, against the dense
+p x p pseudo-inverse formula measured in the same run.
+
+The job: N = 50,000 random features (standard normal) in p = 512 dimensions, K = 100
+balanced classes (500 samples each), float32.
+
+Timed (medians of --repeats runs, after compilation):
+- `separation_fuzziness` and `nc1` under `jax.jit` (features and labels traced): the
+  thin-SVD formula, O(N p K);
+- the same public functions called eagerly (what a user typing them gets: host-side
+  validation of the concrete input, including the NaN scan, plus the compiled core);
+- the dense reference, jitted: Sigma_W = Z^T Z / N and Sigma_B (p x p), then
+  Tr(Sigma_W pinv(Sigma_B)) with `jnp.linalg.pinv` (O(N p^2 + p^3)).
+The script checks that the fast and dense values agree before timing.
+
+Usage: python benchmarks/bench_metrics.py [--repeats 7] [--out benchmarks/results/metrics.json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lesde
+from lesde import metrics
+
+N, P, K = 50_000, 512, 100
+
+
+def data():
+    rng = np.random.default_rng(0)
+    h = jnp.asarray(rng.standard_normal((N, P), dtype=np.float32))
+    y = jnp.asarray(np.repeat(np.arange(K), N // K), jnp.int32)
+    return h, y
+
+
+@jax.jit
+def dense_fuzziness(h, y):
+    """Tr(Sigma_W pinv(Sigma_B)) from the p x p matrices (the textbook formula)."""
+    counts = jax.ops.segment_sum(jnp.ones(h.shape[0], h.dtype), y, num_segments=K)
+    means = jax.ops.segment_sum(h, y, num_segments=K) / counts[:, None]
+    mu = jnp.mean(h, axis=0)
+    z = h - means[y]
+    sw = z.T @ z / h.shape[0]
+    c = means - mu
+    sb = (c * (counts / h.shape[0])[:, None]).T @ c
+    return jnp.trace(sw @ jnp.linalg.pinv(sb))
+
+
+def timeit(fn, args, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def summary(times):
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "metrics.json"))
+    a = ap.parse_args(argv)
+    load_before = os.getloadavg()
+    h, y = data()
+
+    fns = {
+        "D_jit": jax.jit(lambda h, y: metrics.separation_fuzziness(h, y, K)),
+        "nc1_jit": jax.jit(lambda h, y: metrics.nc1(h, y, K)),
+        "D_eager": lambda h, y: metrics.separation_fuzziness(h, y, K),
+        "nc1_eager": lambda h, y: metrics.nc1(h, y, K),
+        "dense_pinv_jit": dense_fuzziness,
+    }
+    first_s, values = {}, {}
+    for name, f in fns.items():
+        t = time.perf_counter()
+        values[name] = float(jax.block_until_ready(f(h, y)))
+        first_s[name] = time.perf_counter() - t
+    d_fast, d_dense = values["D_jit"], values["dense_pinv_jit"]
+    rel = abs(d_fast - d_dense) / abs(d_dense)
+    print(f"D fast {d_fast:.6g}, dense {d_dense:.6g}, rel. diff {rel:.2e}; NC1 {values['nc1_jit']:.6g}")
+    if rel > 1e-3 or abs(values["nc1_jit"] * K - d_fast) > 1e-4 * d_fast:
+        raise SystemExit("fast and dense formulas disagree")
+
+    runs = {name: [] for name in fns}
+    for _ in range(a.repeats):  # interleaved, so that machine noise hits all alike
+        for name, f in fns.items():
+            runs[name] += timeit(f, (h, y), 1)
+    result = {
+        "job": {"N": N, "p": P, "K": K, "per_class": N // K, "dtype": str(h.dtype),
+                "features": "standard normal", "labels": "balanced"},
+        "timings": {k: summary(v) for k, v in runs.items()},
+        "speedup_D_jit_over_dense": statistics.median(runs["dense_pinv_jit"]) / statistics.median(runs["D_jit"]),
+        "first_call_s (compile + run)": first_s,
+        "values": values,
+        "rel_diff_D_fast_vs_dense": rel,
+        "repeats": a.repeats,
+        "versions": {
+            "python": sys.version.split()[0], "jax": jax.__version__,
+            "jaxlib": getattr(jax.lib, "__version__", None),
+            "numpy": np.__version__, "scipy": __import__("scipy").__version__,
+            "equinox": __import__("equinox").__version__, "lesde": lesde.__version__,
+        },
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
+            "env": {v: os.environ.get(v) for v in
+                    ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
+        },
+    }
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(json.dumps({k: result[k] for k in ("timings", "speedup_D_jit_over_dense")}, indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
