@@ -13,6 +13,11 @@ Timed (medians of --repeats runs, after compilation):
   Tr(Sigma_W pinv(Sigma_B)) with `jnp.linalg.pinv` (O(N p^2 + p^3)).
 The script checks that the fast and dense values agree before timing.
 
+Run it on a quiet machine: on a 2-core machine shared with another busy process, every
+LAPACK call (the K x p SVD here, the pinv of the reference) was seen to take ~1.5 s
+instead of ~5 ms, through OpenBLAS's thread pool; OPENBLAS_NUM_THREADS=1 avoids that. The
+load average and the thread-count environment variables are recorded with the figures.
+
 Usage: python benchmarks/bench_metrics.py [--repeats 7] [--out benchmarks/results/metrics.json]
 """
 

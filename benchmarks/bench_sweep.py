@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lesde
-from lesde.metrics._registry import metrics_fn
+from lesde.metrics import metrics_fn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _reference import environment, scan_member_fn, summary  # noqa: E402

@@ -15,7 +15,7 @@ import yaml
 
 import lesde
 from lesde.io import ConfigError, parse_config, run_sweep, SweepConfig
-from lesde.metrics._registry import metrics_fn
+from lesde.metrics import metrics_fn
 from lesde.plot import plot_phase_diagram, theory_lines
 from lesde.solve import _sweep
 
@@ -81,7 +81,7 @@ def test_one_compilation_for_the_whole_sweep():
 SCRIPT = textwrap.dedent(
     """
     import sys, jax, numpy as np, lesde
-    from lesde.metrics._registry import metrics_fn
+    from lesde.metrics import metrics_fn
     assert len(jax.devices()) == 4, jax.devices()
     classes = lesde.Classes.balanced(2, 5)
     def build(p):

@@ -278,7 +278,7 @@ class SweepConfig(_Strict):
 
     @model_validator(mode="after")
     def _axes(self):
-        from ..metrics._registry import METRICS
+        from ..metrics import METRICS
 
         allowed = self.model.sweepable()
         for i, axis in enumerate(self.sweep.grid_axes()):

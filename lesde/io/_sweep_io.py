@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..metrics._registry import metrics_fn
+from ..metrics import metrics_fn
 from ..solve import fingerprint_of, sweep
 from ._config import SweepConfig
 from ._results import versions

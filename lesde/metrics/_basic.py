@@ -13,7 +13,7 @@ def cross_entropy(logits: Float[Array, "N K"], labels: Int[Array, " N"]) -> Floa
 
 def accuracy(logits: Float[Array, "N K"], labels: Int[Array, " N"]) -> Float[Array, ""]:
     """Fraction of samples with argmax_k z_ik = y_i."""
-    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
 
 
 def margins(logits: Float[Array, "N K"], labels: Int[Array, " N"]) -> Float[Array, " N"]:
@@ -25,20 +25,3 @@ def margins(logits: Float[Array, "N K"], labels: Int[Array, " N"]) -> Float[Arra
     others = jnp.where(jax.nn.one_hot(labels, K, dtype=bool), -jnp.inf, logits)
     return z_y - jnp.max(others, axis=-1)
 
-
-def observables(t, x: Float[Array, "N p"], model) -> dict[str, Array]:
-    """Reductions of an LE-SDE state for saving inside a solve (`simulate(fn=...)`):
-    training loss (mean CE of the logits W X_i), accuracy, minimum margin, class means
-    and the mean within-class squared distance to the class mean (trace of the
-    within-class covariance)."""
-    logits = model.logits(x)
-    labels = model.classes.labels
-    means = model.classes.mean(x)
-    within = jnp.mean(jnp.sum((x - model.classes.gather(means)) ** 2, axis=-1))
-    return {
-        "loss": cross_entropy(logits, labels),
-        "accuracy": accuracy(logits, labels),
-        "min_margin": jnp.min(margins(logits, labels)),
-        "class_means": means,
-        "within_class_trace": within,
-    }

@@ -6,6 +6,9 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from ._basic import accuracy, cross_entropy, margins
+from ._collapse import nc1
+from ._separability import ncm_error
+from ._separation import separation_fuzziness, trace_ratio
 
 
 def _loss(t, x, model):
@@ -32,13 +35,11 @@ def _between_class_trace(t, x, model):
     return jnp.sum(c.counts[:, None] * (means - centre) ** 2) / x.shape[0]
 
 
-def _ncm_error(t, x, model):
-    """Nearest-class-mean training error: 0 implies the features are linearly separable."""
-    c = model.classes
-    x = x - jnp.mean(x, axis=0)  # translation-invariant; keeps squares in range
-    means = c.mean(x)
-    d2 = jnp.sum(x**2, axis=-1, keepdims=True) - 2 * x @ means.T + jnp.sum(means**2, axis=-1)
-    return jnp.mean(jnp.argmin(d2, axis=-1) != c.labels)
+def _per_class(metric):
+    def fn(t, x, model):
+        return metric(x, model.classes.labels, model.num_classes)
+
+    return fn
 
 
 METRICS: dict[str, Callable] = {
@@ -47,11 +48,15 @@ METRICS: dict[str, Callable] = {
     "min_margin": _min_margin,
     "within_class_trace": _within_class_trace,
     "between_class_trace": _between_class_trace,
-    "ncm_error": _ncm_error,
+    "ncm_error": _per_class(ncm_error),
+    "nc1": _per_class(nc1),
+    "separation_fuzziness": _per_class(separation_fuzziness),
+    "trace_ratio": _per_class(trace_ratio),
 }
 """Name -> metric(t, X, model) for LE-SDE states: training loss and accuracy of the
 logits W X_i, minimum logit margin, Tr Sigma_W, Tr Sigma_B (global mean = sample mean),
-and the nearest-class-mean error."""
+the nearest-class-mean error (0 implies linear separability), NC1, He-Su separation
+fuzziness D and the trace ratio (see their functions for the definitions)."""
 
 
 def metrics_fn(names: list[str]) -> Callable:
@@ -65,3 +70,11 @@ def metrics_fn(names: list[str]) -> Callable:
         return {n: f(t, x, model) for n, f in chosen.items()}
 
     return fn
+
+
+def observables(t, x, model) -> dict:
+    """Reductions of an LE-SDE state for saving inside a solve (`simulate(fn=...)`):
+    training loss (mean CE of the logits W X_i), accuracy, minimum margin, the mean
+    within-class squared distance to the class mean (Tr Sigma_W) and the class means."""
+    names = ("loss", "accuracy", "min_margin", "within_class_trace")
+    return {**{n: METRICS[n](t, x, model) for n in names}, "class_means": model.classes.mean(x)}
