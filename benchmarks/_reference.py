@@ -49,12 +49,15 @@ def summary(times: list[float]) -> dict[str, float]:
 
 
 def environment() -> dict:
+    """Versions, machine, load average and thread settings, recorded with every figure."""
     import os
     import platform
     import sys
 
     import diffrax
     import equinox
+    import numpy
+    import scipy
 
     import lesde
 
@@ -62,11 +65,30 @@ def environment() -> dict:
         "versions": {
             "python": sys.version.split()[0], "jax": jax.__version__,
             "diffrax": diffrax.__version__, "equinox": equinox.__version__,
-            "lesde": lesde.__version__,
+            "numpy": numpy.__version__, "scipy": scipy.__version__, "lesde": lesde.__version__,
         },
         "machine": {
             "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
+            "load_average_1_5_15min_at_end": os.getloadavg(),
+            "env": {v: os.environ.get(v) for v in
+                    ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
         },
     }
+
+
+def write_result(result: dict, out, show: list[str]) -> None:
+    """Add the environment, write `result` as JSON to `out` (via a temporary file, so an
+    interrupted run leaves no partial file) and print the `show` entries."""
+    import json
+    from pathlib import Path
+
+    result = {**result, **environment()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(json.dumps({k: result[k] for k in show}, indent=2))
+    print(f"written {out}")

@@ -13,7 +13,6 @@ Usage: python benchmarks/bench_core.py [--repeats 7] [--out benchmarks/results/c
 """
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import lesde
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reference import environment, scan_member_fn, summary, timeit  # noqa: E402
+from _reference import scan_member_fn, summary, timeit, write_result  # noqa: E402
 
 K, N_PER, STEPS, BATCH, DT = 10, 100, 1000, 64, 0.05
 T1 = STEPS * DT
@@ -120,15 +119,8 @@ def main(argv=None):
         "max_abs_diff_final_state": agree,
         "rel_diff_gradient": grad_agree,
         "repeats": a.repeats,
-        **environment(),
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps({k: result[k] for k in list(result)[1:6]}, indent=2))
-    print(f"written {out}")
+    write_result(result, a.out, list(result)[1:6])
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ Usage: python benchmarks/bench_metrics.py [--repeats 7] [--out benchmarks/result
 """
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import lesde
 from lesde import metrics
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _reference import summary, timeit, write_result  # noqa: E402
 
 N, P, K = 50_000, 512, 100
 
@@ -58,19 +58,6 @@ def dense_fuzziness(h, y):
     c = means - mu
     sb = (c * (counts / h.shape[0])[:, None]).T @ c
     return jnp.trace(sw @ jnp.linalg.pinv(sb))
-
-
-def timeit(fn, args, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def summary(times):
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
 def main(argv=None):
@@ -112,28 +99,9 @@ def main(argv=None):
         "values": values,
         "rel_diff_D_fast_vs_dense": rel,
         "repeats": a.repeats,
-        "versions": {
-            "python": sys.version.split()[0], "jax": jax.__version__,
-            "jaxlib": getattr(jax.lib, "__version__", None),
-            "numpy": np.__version__, "scipy": __import__("scipy").__version__,
-            "equinox": __import__("equinox").__version__, "lesde": lesde.__version__,
-        },
-        "machine": {
-            "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
-            "env": {v: os.environ.get(v) for v in
-                    ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
-        },
+        "load_average_before": load_before,
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps({k: result[k] for k in ("timings", "speedup_D_jit_over_dense")}, indent=2))
-    print(f"written {out}")
+    write_result(result, a.out, ["timings", "speedup_D_jit_over_dense"])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Usage: python benchmarks/bench_sweep.py [--repeats 3] [--out benchmarks/results/
 """
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ import lesde
 from lesde.metrics import metrics_fn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reference import environment, scan_member_fn, summary  # noqa: E402
+from _reference import scan_member_fn, summary, write_result  # noqa: E402
 
 K, N_PER, STEPS, DT, BETA = 10, 20, 500, 0.1, 0.5
 SIDE = 32
@@ -104,15 +103,8 @@ def main(argv=None):
         "sweep_compilations (traces of build over all runs)": len(traces),
         "first_call_s (compile + run)": first,
         "repeats": a.repeats,
-        **environment(),
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps({k: result[k] for k in list(result)[1:7]}, indent=2))
-    print(f"written {out}")
+    write_result(result, a.out, list(result)[1:7])
 
 
 if __name__ == "__main__":

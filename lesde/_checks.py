@@ -84,3 +84,15 @@ def check_positive_int(name: str, x: Any) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
         raise ValueError(f"{name} must be a positive integer, got {show(x)}")
     return int(x)
+
+
+def check_label_range(name: str, labels: np.ndarray, num_classes: int) -> None:
+    """Raise unless every entry of the concrete integer array lies in 0..num_classes-1,
+    naming the first one that does not."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{name} must lie in 0..{num_classes - 1} (num_classes = {num_classes}), "
+            f"got {name}[{i}] = {int(labels[i])}"
+        )

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._checks import as_float_array, check_positive_int, is_concrete, show
+from .._checks import as_float_array, check_label_range, check_positive_int, is_concrete, show
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -81,13 +81,7 @@ def _check_labels(labels: Any, num_samples: int, num_classes: int) -> jax.Array:
                 f"labels must have shape (N,) = ({num_samples},) to match features, got "
                 f"shape {a.shape}"
             )
-        bad = (a < 0) | (a >= num_classes)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"labels must lie in 0..{num_classes - 1} (num_classes = {num_classes}), "
-                f"got labels[{i}] = {int(a[i])}"
-            )
+        check_label_range("labels", a, num_classes)
         y = jnp.asarray(a, dtype=jnp.int32)
     if tuple(y.shape) != (num_samples,):
         raise ValueError(

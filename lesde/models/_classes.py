@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._checks import check_positive_int, is_concrete, show
+from .._checks import check_label_range, check_positive_int, show
 
 
 class Classes(eqx.Module):
@@ -41,13 +41,7 @@ class Classes(eqx.Module):
                 y = y.astype(np.int64)
             else:
                 raise ValueError(f"labels must be integers, got dtype {y.dtype}: {show(y)}")
-        bad = (y < 0) | (y >= num_classes)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"labels must lie in 0..{num_classes - 1} (num_classes = {num_classes}), "
-                f"got labels[{i}] = {int(y[i])}"
-            )
+        check_label_range("labels", y, num_classes)
         counts = np.bincount(y, minlength=num_classes)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
