@@ -105,7 +105,18 @@ def _sweep(args) -> int:
     png = Path(args.out) / "phase_diagram.png"
     plot_phase_diagram(ds, path=png)
     failed = int((ds["status"] != 0).sum())
-    print(ds[[m for m in s.metrics]].mean("seed").to_dataframe().to_string(float_format="%.4g"))
+    first = ds[s.metrics[0]].mean("seed")
+    when = ""
+    if "time" in first.dims:
+        first = first.isel(time=-1)
+        when = f" at t = {float(ds['time'][-1]):g}"
+    for dim in first.dims:  # label a zipped dimension by its first parameter's values
+        if "+" in dim:
+            lead = dim.split("+")[0]
+            first = first.assign_coords({dim: ds[lead].values}).rename({dim: f"{lead} (zipped)"})
+    print(f"{s.metrics[0]} (mean over seeds){when}:")
+    table = first.to_pandas() if first.ndim <= 2 else first.to_dataframe()
+    print(table.to_string(float_format="%.4g") if hasattr(table, "to_string") else table)
     print(
         f"{ds.attrs['num_members']} members ({failed} diverged or failed), "
         f"{ds.attrs['wall_time_s_this_run']:.1f} s; results in {args.out}/sweep.nc, "
