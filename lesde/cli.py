@@ -89,6 +89,8 @@ def _sweep(args) -> int:
     except (ConfigError, ValueError) as e:
         print(f"lesde sweep: {e}", file=sys.stderr)
         return 2
+    if args.distributed:
+        jax.distributed.initialize()  # the cluster (SLURM, MPI, ...) names the processes
     s = config.sweep
     axes = s.grid_axes()
     cells = int(np.prod([len(next(iter(a.values()))) for a in axes]))
@@ -102,6 +104,8 @@ def _sweep(args) -> int:
     except ValueError as e:
         print(f"lesde sweep: {e}", file=sys.stderr)
         return 2
+    if jax.process_index() != 0:
+        return 0  # the first process reports and draws
     png = Path(args.out) / "phase_diagram.png"
     plot_phase_diagram(ds, path=png)
     failed = int((ds["status"] != 0).sum())
@@ -170,6 +174,10 @@ def main(argv=None) -> int:
     p.add_argument("config", help="YAML sweep config (see configs/)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--chunk-size", type=int, default=None, help="members per compiled call")
+    p.add_argument(
+        "--distributed", action="store_true",
+        help="several hosts: call jax.distributed.initialize() (run the same command on each)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("plot", help="draw the phase diagram of a sweep result")

@@ -107,6 +107,62 @@ def test_four_host_devices_give_the_same_results(tmp_path):
         assert_same(four.load(), run())
 
 
+MULTI = textwrap.dedent(
+    """
+    import sys, jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, pid, store, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+    import lesde
+    from lesde.metrics import metrics_fn
+    assert jax.process_count() == 2 and len(jax.devices()) == 4
+    classes = lesde.Classes.balanced(2, 5)
+    def build(p):
+        return lesde.LESDE(lesde.LocallyElastic(p["alpha"], 0.3), "ce", classes,
+                           noise=lesde.Noise(independent=p["sigma"]))
+    ds = lesde.sweep(build, [{"alpha": [0.2, 0.6, 1.0]}, {"sigma": [0.01, 0.1]}], t1=2.0,
+                     dt=0.1, fn=metrics_fn(["loss", "ncm_error", "within_class_trace"]),
+                     seeds=2, chunk_size=4, progress=False, store=store, fingerprint="m")
+    ds.to_netcdf(out, engine="scipy")
+    """
+)
+
+
+def test_two_processes_with_jax_distributed(tmp_path):
+    """jax.distributed on localhost: 2 processes x 2 CPU devices; every process gets the
+    whole result, only process 0 writes the chunk store."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "multi.py"
+    script.write_text(MULTI)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    store = tmp_path / "chunks"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(port), str(i), str(store), str(tmp_path / f"{i}.nc")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            assert p.returncode == 0, out.decode()[-3000:]
+    finally:
+        for p in procs:
+            p.kill()
+    reference = run()
+    for i in range(2):
+        with xr.open_dataset(tmp_path / f"{i}.nc", engine="scipy") as ds:
+            assert ds.attrs["num_devices"] == 4
+            assert_same(ds.load(), reference)
+    assert len(list(store.glob("members_*.npz"))) == 3  # 12 members in chunks of 4
+
+
 def test_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch):
     full = run(chunk_size=4)
     store = tmp_path / "chunks"

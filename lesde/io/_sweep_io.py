@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
 import yaml
 
 from ..metrics import metrics_fn
@@ -31,11 +32,12 @@ def run_sweep(
     Returns the Dataset.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data = config.model_dump(mode="json")
     result = out / RESULT_NAME
-    if result.exists():
-        result.unlink()  # being replaced: no longer complete
+    if jax.process_index() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if result.exists():
+            result.unlink()  # being replaced: no longer complete
     s = config.sweep
     ds = sweep(
         lambda params: config.model.build(params),
@@ -53,9 +55,10 @@ def run_sweep(
         attrs={"config": yaml.safe_dump(data, sort_keys=False), **versions()},
         ts=s.save_times,
     )
-    tmp = out / f".{RESULT_NAME}.partial"
-    ds.to_netcdf(tmp, engine="scipy")
-    os.replace(tmp, result)
-    if not keep_chunks:
-        shutil.rmtree(out / "chunks", ignore_errors=True)
+    if jax.process_index() == 0:  # several processes: the first one writes
+        tmp = out / f".{RESULT_NAME}.partial"
+        ds.to_netcdf(tmp, engine="scipy")
+        os.replace(tmp, result)
+        if not keep_chunks:
+            shutil.rmtree(out / "chunks", ignore_errors=True)
     return ds

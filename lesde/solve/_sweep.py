@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._checks import check_positive_int, show
@@ -99,7 +100,9 @@ class _Store:
 
     def __init__(self, path: Path, fingerprint: str, num_members: int):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.writer = jax.process_index() == 0  # several processes: the first one writes
+        if self.writer:
+            self.path.mkdir(parents=True, exist_ok=True)
         meta = self.path / "sweep.json"
         info = {"fingerprint": fingerprint, "num_members": num_members}
         if meta.exists():
@@ -110,7 +113,7 @@ class _Store:
                     f"{old.get('fingerprint')!r}, {old.get('num_members')} members); remove it "
                     "or use another output directory"
                 )
-        else:
+        elif self.writer:
             tmp = meta.with_name(".sweep.json.partial")
             tmp.write_text(json.dumps(info))
             os.replace(tmp, meta)
@@ -123,6 +126,8 @@ class _Store:
         return out
 
     def save(self, members: np.ndarray, results: dict[str, np.ndarray]) -> None:
+        if not self.writer:
+            return
         name = f"members_{int(members[0]):09d}_{int(members[-1]):09d}.npz"
         tmp = self.path / f".{name}.partial"
         with open(tmp, "wb") as f:
@@ -157,6 +162,11 @@ def sweep(
     different batch shapes). Chunks are padded to `chunk_size` (one compilation for the whole
     sweep) and sharded over all visible devices (`jax.sharding.NamedSharding` over a
     one-axis `Mesh`; the chunk size is rounded up to a multiple of the device count).
+
+    Several hosts: call `jax.distributed.initialize()` first and run the same program on
+    every process; the mesh then spans every process's devices, each chunk's results are
+    gathered to every process, and only process 0 writes to `store` (which must be on a
+    file system that all processes see, for resuming).
 
     **Arguments:**
     - `build`: params -> model; called under `vmap` with scalar arrays, one per
@@ -225,7 +235,10 @@ def sweep(
             args = jax.device_put(
                 (params, jnp.asarray(cells, jnp.int32), jnp.asarray(s_idx, jnp.int32)), sharding
             )
-            metrics, status = run_chunk(*args)
+            out = run_chunk(*args)
+            if jax.process_count() > 1:  # each process holds only its devices' shards
+                out = multihost_utils.process_allgather(out, tiled=True)
+            metrics, status = out
             res = {k: np.asarray(v)[: len(members)] for k, v in metrics.items()}
             res["status"] = np.asarray(status)[: len(members)]
             parts.append({"member": members, **res})
