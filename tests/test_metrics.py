@@ -196,6 +196,19 @@ def test_fast_in_2000_dims_equals_dense_in_50(x64):
 # --------------------------------------------------------------------------- invariances
 
 
+def feature_metrics(K):
+    """The metrics of (features, labels) alone, by name."""
+    return {
+        "D": lambda h, y: M.separation_fuzziness(h, y, K),
+        "D_tr": lambda h, y: M.trace_ratio(h, y, K),
+        "nc1": lambda h, y: M.nc1(h, y, K),
+        "nc2_equinorm": lambda h, y: M.nc2_equinorm(h, y, K),
+        "nc2_equiangularity": lambda h, y: M.nc2_equiangularity(h, y, K),
+        "nc2_max_angle": lambda h, y: M.nc2_max_angle(h, y, K),
+        "ncm_error": lambda h, y: M.ncm_error(h, y, K),
+    }
+
+
 def test_rotation_translation_permutation_invariance():
     rng = np.random.default_rng(5)
     K, h, y, w = K0, H0, Y0, W0
@@ -207,15 +220,7 @@ def test_rotation_translation_permutation_invariance():
         "translated": (h + 50.0 * rng.normal(size=P0).astype(np.float32), y),
         "permuted": (h[perm], y[perm]),
     }
-    fns = {
-        "D": lambda h, y: M.separation_fuzziness(h, y, K),
-        "D_tr": lambda h, y: M.trace_ratio(h, y, K),
-        "nc1": lambda h, y: M.nc1(h, y, K),
-        "nc2_equinorm": lambda h, y: M.nc2_equinorm(h, y, K),
-        "nc2_equiangularity": lambda h, y: M.nc2_equiangularity(h, y, K),
-        "nc2_max_angle": lambda h, y: M.nc2_max_angle(h, y, K),
-        "ncm_error": lambda h, y: M.ncm_error(h, y, K),
-    }
+    fns = feature_metrics(K)
     base = {name: float(f(h, y)) for name, f in fns.items()}
     for how, (h2, y2) in variants.items():
         for name, f in fns.items():
@@ -251,15 +256,9 @@ def test_jit_and_vmap_match_unbatched_calls():
     H, Y = jnp.asarray(np.stack(hs)), jnp.asarray(np.stack(ys), jnp.int32)
     W, b = jnp.asarray(W0), jnp.asarray(B0)
     fns = {
-        "D": lambda h, y: M.separation_fuzziness(h, y, K),
-        "D_tr": lambda h, y: M.trace_ratio(h, y, K),
-        "nc1": lambda h, y: M.nc1(h, y, K),
-        "nc2_equinorm": lambda h, y: M.nc2_equinorm(h, y, K),
-        "nc2_equiangularity": lambda h, y: M.nc2_equiangularity(h, y, K),
-        "nc2_max_angle": lambda h, y: M.nc2_max_angle(h, y, K),
+        **feature_metrics(K),
         "nc3": lambda h, y: M.nc3(h, y, K, W),
         "nc4": lambda h, y: M.nc4(h, y, K, W, b),
-        "ncm_error": lambda h, y: M.ncm_error(h, y, K),
         "min_margin": lambda h, y: M.min_margin(M.head_logits(h, W, b), y),
         "loss": lambda h, y: M.cross_entropy(M.head_logits(h, W, b), y),
         "collapse": lambda h, y: M.collapse(h, y, K, W, b),

@@ -78,18 +78,27 @@ def test_one_compilation_for_the_whole_sweep():
     assert len(traces) == 1
 
 
-SCRIPT = textwrap.dedent(
+# the sweep of `run()` as a script, for runs in other processes
+SWEEP_SCRIPT = textwrap.dedent(
     """
-    import sys, jax, numpy as np, lesde
+    import lesde
     from lesde.metrics import metrics_fn
-    assert len(jax.devices()) == 4, jax.devices()
     classes = lesde.Classes.balanced(2, 5)
     def build(p):
         return lesde.LESDE(lesde.LocallyElastic(p["alpha"], 0.3), "ce", classes,
                            noise=lesde.Noise(independent=p["sigma"]))
-    ds = lesde.sweep(build, [{"alpha": [0.2, 0.6, 1.0]}, {"sigma": [0.01, 0.1]}], t1=2.0,
-                     dt=0.1, fn=metrics_fn(["loss", "ncm_error", "within_class_trace"]),
-                     seeds=2, chunk_size=6, progress=False)
+    def run(**kw):
+        return lesde.sweep(build, [{"alpha": [0.2, 0.6, 1.0]}, {"sigma": [0.01, 0.1]}],
+                           t1=2.0, dt=0.1, seeds=2, progress=False,
+                           fn=metrics_fn(["loss", "ncm_error", "within_class_trace"]), **kw)
+    """
+)
+
+SCRIPT = SWEEP_SCRIPT + textwrap.dedent(
+    """
+    import sys, jax
+    assert len(jax.devices()) == 4, jax.devices()
+    ds = run(chunk_size=6)
     assert ds.attrs["num_devices"] == 4 and ds.attrs["chunk_size"] == 8
     ds.to_netcdf(sys.argv[1], engine="scipy")
     """
@@ -113,16 +122,11 @@ MULTI = textwrap.dedent(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     port, pid, store, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
-    import lesde
-    from lesde.metrics import metrics_fn
     assert jax.process_count() == 2 and len(jax.devices()) == 4
-    classes = lesde.Classes.balanced(2, 5)
-    def build(p):
-        return lesde.LESDE(lesde.LocallyElastic(p["alpha"], 0.3), "ce", classes,
-                           noise=lesde.Noise(independent=p["sigma"]))
-    ds = lesde.sweep(build, [{"alpha": [0.2, 0.6, 1.0]}, {"sigma": [0.01, 0.1]}], t1=2.0,
-                     dt=0.1, fn=metrics_fn(["loss", "ncm_error", "within_class_trace"]),
-                     seeds=2, chunk_size=4, progress=False, store=store, fingerprint="m")
+    """
+) + SWEEP_SCRIPT + textwrap.dedent(
+    """
+    ds = run(chunk_size=4, store=store, fingerprint="m")
     ds.to_netcdf(out, engine="scipy")
     """
 )
