@@ -12,7 +12,7 @@ from . import __version__
 from .io import ConfigError, DEFAULT_CONFIG, load_config, write_run
 from .io._results import versions
 from .metrics import observables
-from .solve import simulate, STATUS_NAMES
+from .solve import Grid, simulate, STATUS_NAMES
 
 
 def run_simulation(config, progress: bool = False):
@@ -93,7 +93,7 @@ def _sweep(args) -> int:
         jax.distributed.initialize()  # the cluster (SLURM, MPI, ...) names the processes
     s = config.sweep
     axes = s.grid_axes()
-    cells = int(np.prod([len(next(iter(a.values()))) for a in axes]))
+    cells = Grid(axes).num_cells
     print(
         f"lesde {__version__}: sweep of the '{config.model.gradient}' LE-SDE over "
         f"{' x '.join('+'.join(a) for a in axes)} = {cells} cells x {s.seeds} seeds on "

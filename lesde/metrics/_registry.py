@@ -5,8 +5,9 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from ._basic import accuracy, cross_entropy, margins
+from ._basic import accuracy, cross_entropy
 from ._collapse import nc1
+from ._head import min_margin
 from ._separability import ncm_error
 from ._separation import separation_fuzziness, trace_ratio
 
@@ -20,7 +21,7 @@ def _accuracy(t, x, model):
 
 
 def _min_margin(t, x, model):
-    return jnp.min(margins(model.logits(x), model.classes.labels))
+    return min_margin(model.logits(x), model.classes.labels)
 
 
 def _within_class_trace(t, x, model):
