@@ -1,4 +1,4 @@
-"""Command line: `lesde simulate [CONFIG.yaml] --out DIR`."""
+"""Command line: `lesde simulate`, `lesde sweep`, `lesde spring`, `lesde plot`."""
 
 import argparse
 import sys
@@ -82,7 +82,7 @@ def _simulate(args) -> int:
 
 def _sweep(args) -> int:
     from .io import run_sweep, SweepConfig
-    from .plot import plot_phase_diagram
+    from .plot import plot_load_curves, plot_phase_diagram
 
     try:
         config = load_config(args.config, schema=SweepConfig)
@@ -95,7 +95,7 @@ def _sweep(args) -> int:
     axes = s.grid_axes()
     cells = Grid(axes).num_cells
     print(
-        f"lesde {__version__}: sweep of the '{config.model.gradient}' LE-SDE over "
+        f"lesde {__version__}: sweep of the {config.model.describe()} over "
         f"{' x '.join('+'.join(a) for a in axes)} = {cells} cells x {s.seeds} seeds on "
         f"{len(jax.devices())} {jax.default_backend()} device(s)"
     )
@@ -108,8 +108,14 @@ def _sweep(args) -> int:
         return 0  # the first process reports and draws
     png = Path(args.out) / "phase_diagram.png"
     plot_phase_diagram(ds, path=png)
+    pictures = str(png)
+    if "gains" in ds.data_vars and len(Grid(axes).shape) >= 2:
+        curves = Path(args.out) / "load_curves.png"
+        plot_load_curves(ds, path=curves)
+        pictures += f" and {curves}"
     failed = int((ds["status"] != 0).sum())
-    first = ds[s.metrics[0]].mean("seed")
+    scalar = [m for m in config.metrics if set(ds[m].dims) <= set(ds["status"].dims) | {"time"}]
+    first = ds[scalar[0] if scalar else "status"].mean("seed")
     when = ""
     if "time" in first.dims:
         first = first.isel(time=-1)
@@ -118,21 +124,126 @@ def _sweep(args) -> int:
         if "+" in dim:
             lead = dim.split("+")[0]
             first = first.assign_coords({dim: ds[lead].values}).rename({dim: f"{lead} (zipped)"})
-    print(f"{s.metrics[0]} (mean over seeds){when}:")
+    print(f"{first.name} (mean over seeds){when}:")
     table = first.to_pandas() if first.ndim <= 2 else first.to_dataframe()
     print(table.to_string(float_format="%.4g") if hasattr(table, "to_string") else table)
     print(
         f"{ds.attrs['num_members']} members ({failed} diverged or failed), "
         f"{ds.attrs['wall_time_s_this_run']:.1f} s; results in {args.out}/sweep.nc, "
-        f"picture in {png}"
+        f"pictures in {pictures}"
     )
     return 0
+
+
+def run_spring(config):
+    """Solve the spring-block model of a validated `SpringRunConfig` for `solve.seeds`
+    seeds at once (one vmapped computation); return (model, trajectory) with the block
+    positions, shape (seeds, num_saves, L), saved at evenly spaced times."""
+    from .io._config import is_map
+
+    model = config.model.build()
+    s = config.solve
+    ts = np.linspace(0.0, s.t1, s.num_saves)
+    keys = jax.random.split(jax.random.key(s.seed), s.seeds)
+    solver = None if is_map(config.model) else s.solver
+
+    @jax.jit
+    def solve(key):
+        return simulate(
+            model, t1=s.t1, dt=s.dt, key=key, ts=ts, solver=solver,
+            fn=lambda t, y, m: m.positions(y),
+        )
+
+    return model, jax.vmap(solve)(keys)
+
+
+def spring_theory(config) -> dict | None:
+    """The spec's prediction for a map run, if any: the noiseless equilibrium (no noise)
+    or the mean-field stationary elongations (noise), including the target spring."""
+    from .io._config import is_map
+    from .models import spring_equilibrium, stationary_gains
+
+    m = config.model
+    if not is_map(m):
+        return None
+    back = m.mu_back if m.mu_back is not None else (m.mu_ratio or 1.0) * m.mu_fwd
+    common = dict(stiffness=m.stiffness, load=m.load, control=m.control)
+    if m.noise == 0:
+        if m.load < 0:  # the formula is for a forward pull
+            return None
+        d = spring_equilibrium(m.num_blocks, mu=m.mu_fwd, **common)
+        return {"kind": "noiseless equilibrium from rest", "elongations": d.tolist()}
+    d = stationary_gains(m.num_blocks, noise=m.noise, mu_fwd=m.mu_fwd, mu_back=back, **common)
+    return {"kind": "mean-field stationary state", "elongations": d.tolist()}
+
+
+def _spring(args) -> int:
+    from .io import SpringRunConfig
+    from .io._config import DEFAULT_SPRING_CONFIG
+    from .metrics import load_curve, SHAPES
+    from .plot import plot_spring_run
+
+    try:
+        config = load_config(args.config, schema=SpringRunConfig)
+        config.model.build()  # model-level checks before any compute
+        theory = spring_theory(config)
+    except (ConfigError, ValueError) as e:
+        print(f"lesde spring: {e}", file=sys.stderr)
+        return 2
+    source = args.config or f"embedded default ({DEFAULT_SPRING_CONFIG.name})"
+    s = config.solve
+    print(
+        f"lesde {__version__}: {config.model.describe()}, {round(s.t1 / s.dt)} steps, "
+        f"{s.seeds} seeds; config: {source}"
+    )
+    start = time.perf_counter()
+    model, traj = run_spring(config)
+    x = np.asarray(traj.ys)  # (seeds, T, L)
+    elapsed = time.perf_counter() - start
+    status = np.asarray(traj.status)
+    gains = np.diff(x, axis=-1, prepend=0.0)
+    final = gains[:, -1].mean(0)
+    stats = load_curve(final)
+    print(f"{'block':>6} {'elongation':>11} {'(sd over seeds)':>16}")
+    sd = gains[:, -1].std(0)
+    for i in range(x.shape[-1]):
+        print(f"{i + 1:6d} {final[i]:11.4g} {sd[i]:16.3g}")
+    label = SHAPES[int(stats.shape_code)]
+    print(
+        f"load curve: {label}, curvature {float(stats.curvature):.4g}, non-uniformity "
+        f"{float(stats.nonuniformity):.4g} (normalised gains of the seed mean)"
+    )
+    summary = {
+        "status": "success" if (status == 0).all() else "diverged",
+        "final_gains_mean": final.tolist(),
+        "final_gains_sd": sd.tolist(),
+        "load_curve": {
+            "shape": label,
+            "curvature": float(stats.curvature),
+            "nonuniformity": float(stats.nonuniformity),
+        },
+        "theory": theory,
+        "wall_time_s": round(elapsed, 3),
+        **versions(),
+    }
+    out = Path(args.out)
+    arrays = {"ts": np.asarray(traj.ts[0]), "positions": x, "status": status}
+    png = out / "spring.png"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)  # replaced: no longer complete
+    plot_spring_run(
+        np.asarray(traj.ts[0]), x, theory=theory, path=png,
+        time_label="t (map steps)" if theory is not None else "t",
+    )
+    write_run(out, config.model_dump(mode="json"), arrays, summary)
+    print(f"{elapsed:.1f} s; results in {out}/ (trajectory.npz, summary.json, {png.name})")
+    return 0 if summary["status"] == "success" else 1
 
 
 def _plot(args) -> int:
     import xarray as xr
 
-    from .plot import plot_phase_diagram
+    from .plot import _grid_dims, plot_load_curves, plot_phase_diagram
 
     path = Path(args.result)
     if not path.is_file():
@@ -140,12 +251,17 @@ def _plot(args) -> int:
         return 2
     with xr.open_dataset(path, engine="scipy") as ds:
         out = Path(args.out) if args.out else path.with_suffix(".png")
+        written = [out]
         try:
-            plot_phase_diagram(ds.load(), metrics=args.metrics, path=out)
+            ds = ds.load()
+            plot_phase_diagram(ds, metrics=args.metrics, path=out)
+            if "gains" in ds.data_vars and len(_grid_dims(ds)) >= 2:  # spring-block sweep
+                written.append(out.with_name(f"{out.stem}_load_curves.png"))
+                plot_load_curves(ds, path=written[-1])
         except ValueError as e:
             print(f"lesde plot: {e}", file=sys.stderr)
             return 2
-    print(f"written {out}")
+    print(f"written {', '.join(map(str, written))}")
     return 0
 
 
@@ -180,7 +296,21 @@ def main(argv=None) -> int:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
-    p = sub.add_parser("plot", help="draw the phase diagram of a sweep result")
+    p = sub.add_parser(
+        "spring",
+        help="run one spring-block model (default: the authors' map setting) over seeds",
+        description="Run a spring-block model (kind spring_map or spring_sde) for several "
+        "seeds; writes config.yaml, trajectory.npz (block positions), spring.png and "
+        "summary.json (last) to --out. See configs/spring_*_authors.yaml.",
+    )
+    p.add_argument("config", nargs="?", default=None, help="YAML config (default: embedded)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_spring)
+    p = sub.add_parser(
+        "plot",
+        help="draw the phase diagram of a sweep result (and its load-curve grid for a "
+        "spring-block sweep)",
+    )
     p.add_argument("result", help="a sweep.nc file")
     p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
     p.add_argument("--metrics", nargs="+", default=None, help="metrics to draw")

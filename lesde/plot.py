@@ -1,4 +1,5 @@
-"""Pictures of sweep results: phase diagrams with the theory's transition lines."""
+"""Pictures of sweep results: phase diagrams with the theory's transition lines, and the
+spring-block model's load curves over the noise-friction plane."""
 
 from pathlib import Path
 
@@ -36,7 +37,31 @@ def _is_log(values) -> bool:
 
 
 def _grid_dims(ds):
-    return [d for d in ds.dims if d not in ("seed", "time")]
+    return [d for d in ds["status"].dims if d != "seed"]
+
+
+def _scalar_metrics(ds) -> list[str]:
+    """Metrics with one value per member (and save time): not the vector ones."""
+    allowed = set(ds["status"].dims) | {"time"}
+    return [v for v in ds.data_vars if v != "status" and set(ds[v].dims) <= allowed]
+
+
+def _save(fig, path) -> None:
+    """Write a PNG under a temporary name, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+
+
+def _coord(ds, dim):
+    """A dimension's values; a zipped dimension ('a+b') shows its first parameter's."""
+    return np.asarray(ds[dim.split("+")[0]].values)
+
+
+def _label(dim):
+    first, *rest = dim.split("+")
+    return first if not rest else f"{first} (zipped with {', '.join(rest)})"
 
 
 def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | None = None):
@@ -54,7 +79,7 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
     dims = _grid_dims(ds)
     if not dims:
         raise ValueError("the dataset has no swept dimension to plot")
-    names = metrics or [v for v in ds.data_vars if v != "status"]
+    names = metrics or _scalar_metrics(ds)
     unknown = [n for n in names if n not in ds.data_vars]
     if unknown:
         raise ValueError(f"metrics {unknown} are not in the dataset; it has {list(ds.data_vars)}")
@@ -63,12 +88,9 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
     lines = theory_lines(ds)
 
     def coord(dim):
-        # a dimension's values; zipped dims ('a+b') show their first parameter
-        return np.asarray(ds[dim.split("+")[0]].values)
+        return _coord(ds, dim)
 
-    def label(dim):
-        first, *rest = dim.split("+")
-        return first if not rest else f"{first} (zipped with {', '.join(rest)})"
+    label = _label
 
     def line_at(dim):
         return lines.get(dim, lines.get(dim.split("+")[0]))
@@ -126,8 +148,119 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
                 ax.set_ylabel(label(y))
         fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.partial.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        _save(fig, path)
+    return fig
+
+
+SHAPE_COLOURS = {-1: "tab:red", 0: "tab:green", 1: "tab:blue"}
+"""Load-curve colours by shape code: concave red, linear green, convex blue."""
+
+
+def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
+    """The phase diagram of the spring-block model as a grid of small load curves.
+
+    For each cell of the last two swept dimensions (x: the last, y: the one before; one
+    panel per setting of any further dimensions, and per save time) the seed-mean gains
+    d_1..d_L (variable `gains`) are normalised as in `lesde.metrics.load_curve` and drawn
+    as the load curve 1 - sum_{j <= l} d_j over l = 0..L (the analogue of D_l / D_0 of
+    a network), coloured by the curve's shape: concave red, linear green, convex blue
+    (`tol` as in `load_curve`). Saves a PNG to `path` if given; returns the Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import load_curve
+
+    if "gains" not in ds.data_vars:
+        raise ValueError(
+            f"the dataset has no 'gains' variable (a spring-block sweep with metric 'gains'); "
+            f"it has {list(ds.data_vars)}"
+        )
+    dims = _grid_dims(ds)
+    if len(dims) < 2:
+        raise ValueError(f"load-curve grids need two swept dimensions, got {dims}")
+    y, x = dims[-2], dims[-1]
+    lead = dims[:-2] + (["time"] if "time" in ds["gains"].dims else [])
+    panels = [dict(zip(lead, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in lead])]
+    gains = ds["gains"].mean("seed")
+    nx, ny = ds.sizes[x], ds.sizes[y]
+    fig = plt.figure(figsize=(min(2 + 0.55 * nx, 14) * len(panels), min(1.5 + 0.5 * ny, 14)))
+    subs = np.atleast_1d(fig.subfigures(1, len(panels), squeeze=False)[0])
+    xs, ys = _coord(ds, x), _coord(ds, y)
+    for sub, sel in zip(subs, panels):
+        g = gains.isel(sel).transpose(y, x, ...)
+        stats = load_curve(np.asarray(g), tol=tol)
+        curve = 1 - np.cumsum(np.asarray(stats.gains), axis=-1)
+        curve = np.concatenate([np.ones(curve.shape[:-1] + (1,)), curve], axis=-1)
+        codes = np.asarray(stats.shape_code)
+        grid = sub.subplots(ny, nx, sharex=True, sharey=True, squeeze=False)
+        for i in range(ny):
+            for j in range(nx):
+                ax = grid[ny - 1 - i, j]  # y grows upwards
+                ax.plot(curve[i, j], color=SHAPE_COLOURS[int(codes[i, j])], lw=1.2)
+                ax.plot([0, curve.shape[-1] - 1], [1, 0], color="0.8", lw=0.6, zorder=0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_xlabel(f"{xs[j]:.2g}", fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(f"{ys[i]:.2g}", fontsize=7)
+        title = ", ".join(
+            f"{d} = {(_coord(ds, d) if d != 'time' else np.asarray(ds['time']))[k]:.3g}"
+            for d, k in sel.items()
+        )
+        sub.supxlabel(_label(x), fontsize=9)
+        sub.supylabel(_label(y), fontsize=9)
+        sub.suptitle(
+            (title + "\n" if title else "")
+            + "load curves (red concave, green linear, blue convex)",
+            fontsize=9,
+        )
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def plot_spring_run(
+    ts, positions, theory: dict | None = None, path: str | Path | None = None,
+    time_label: str = "t",
+):
+    """One spring-block run over seeds: block positions x_l(t) (seed mean, with the
+    first seed faint), and the final elongations d_l (mean +- sd over seeds) against the
+    spec's prediction when there is one (`theory['elongations']`, target spring
+    included). `positions`: (seeds, T, L). Saves a PNG to `path` if given; returns the
+    Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(positions)
+    if x.ndim != 3:
+        raise ValueError(f"positions must have shape (seeds, T, L), got {x.shape}")
+    ts = np.asarray(ts)
+    L = x.shape[-1]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, L))
+    for l in range(L):
+        a.plot(ts, x[:, :, l].mean(0), color=colours[l], label=f"x_{l + 1}")
+        a.plot(ts, x[0, :, l], color=colours[l], alpha=0.25, lw=0.7)
+    a.set_xlabel(time_label)
+    a.set_ylabel("block position")
+    a.set_title("positions (seed mean; faint: seed 0)", fontsize=9)
+    a.legend(fontsize=7, ncol=2)
+    d = np.diff(x[:, -1], axis=-1, prepend=0.0)
+    blocks = np.arange(1, L + 1)
+    b.errorbar(blocks, d.mean(0), yerr=d.std(0), fmt="o-", capsize=3, label="simulated")
+    if theory is not None:
+        b.plot(blocks, np.asarray(theory["elongations"])[:L], "k--", label=theory["kind"])
+    b.axhline(0, color="0.8", lw=0.6)
+    b.set_xlabel("spring l")
+    b.set_ylabel("elongation d_l at the end")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
     return fig

@@ -9,7 +9,7 @@ import yaml
 
 import lesde
 from lesde.cli import main
-from lesde.io import ConfigError, load_config, parse_config, SweepConfig
+from lesde.io import ConfigError, load_config, parse_config, SpringRunConfig, SweepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -52,10 +52,16 @@ def test_simulate_writes_a_complete_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")) + [None], ids=str)
 def test_shipped_configs_validate_and_build(path):
-    is_sweep = path is not None and "sweep" in yaml.safe_load(path.read_text())
-    cfg = load_config(path, schema=SweepConfig if is_sweep else None)
+    data = {} if path is None else yaml.safe_load(path.read_text())
+    kind = data.get("model", {}).get("kind", "le_sde")
+    schema = SweepConfig if "sweep" in data else SpringRunConfig if kind != "le_sde" else None
+    cfg = load_config(path, schema=schema)
     model = cfg.model.build()
-    assert isinstance(model, lesde.LESDE)
+    expected = {
+        "le_sde": lesde.LESDE, "spring_map": lesde.SpringBlockMap,
+        "spring_sde": lesde.SpringBlockSDE,
+    }
+    assert isinstance(model, expected[kind])
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from ._config import (
     load_config as load_config,
     parse_config as parse_config,
     RunConfig as RunConfig,
+    SpringRunConfig as SpringRunConfig,
     SweepConfig as SweepConfig,
 )
 from ._results import versions as versions, write_run as write_run

@@ -1,6 +1,7 @@
 """Run configurations (YAML), validated by a pydantic schema before any computation.
 
-A configuration has two sections, `model` and `solve`; unknown keys, wrong types and
+A configuration has two sections, `model` and `solve` (and `sweep` for sweeps); the
+model's `kind` is `le_sde` (default), `spring_map` or `spring_sde`. Unknown keys, wrong types and
 impossible values are refused with the offending key and value named. Schedules
 (impacts, noise levels) are a number (constant) or one of
     {constant: c}
@@ -10,11 +11,19 @@ impossible values are refused with the offending key and value named. Schedules
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from ..models import (
     Classes,
@@ -26,10 +35,13 @@ from ..models import (
     Noise,
     PiecewiseLinear,
     PowerLaw,
+    SpringBlockMap,
+    SpringBlockSDE,
 )
 from ..solve import SOLVERS
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+DEFAULT_SPRING_CONFIG = Path(__file__).with_name("default_spring.yaml")
 
 
 class _Strict(BaseModel):
@@ -155,6 +167,9 @@ class InitSpec(_Strict):
 
 
 class ModelSpec(_Strict):
+    """The LE-SDE (`kind: le_sde`, the default)."""
+
+    kind: Literal["le_sde"] = "le_sde"
     gradient: Literal["identity", "projected", "linear-ce", "ce"] = "ce"
     num_classes: Annotated[int, Field(ge=1)]
     per_class: Annotated[int, Field(ge=1)] | None = None
@@ -174,6 +189,10 @@ class ModelSpec(_Strict):
                 f"{self.num_classes}"
             )
         return self
+
+    def describe(self) -> str:
+        N = sum(self.class_sizes or [self.per_class] * self.num_classes)
+        return f"LE-SDE '{self.gradient}' model, K = {self.num_classes}, N = {N}"
 
     def sweepable(self) -> list[str]:
         """Parameter paths that a sweep may vary (scalars of the model)."""
@@ -205,6 +224,132 @@ class ModelSpec(_Strict):
             init_mean=ov.get("init.mean", self.init.mean),
             init_std=ov.get("init.std", self.init.std),
         )
+
+
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class _SpringSpec(_Strict):
+    """What both spring-block variants share. `mu_back` defaults to `mu_fwd`;
+    `mu_ratio` (instead of `mu_back`) sets mu_back = mu_ratio * mu_fwd, so sweeping
+    mu_fwd keeps the asymmetry fixed."""
+
+    num_blocks: Annotated[int, Field(ge=1)] = 7
+    load: float = 1.0
+    control: Literal["displacement", "force"] = "displacement"
+    mu_back: NonNeg | None = None
+    mu_ratio: NonNeg | None = None
+
+    @model_validator(mode="after")
+    def _back(self):
+        if self.mu_back is not None and self.mu_ratio is not None:
+            raise ValueError("give mu_back or mu_ratio, not both")
+        return self
+
+    SCALARS: ClassVar[tuple[str, ...]] = ()
+
+    def sweepable(self) -> list[str]:
+        """Parameters a sweep may vary (mu_back/mu_ratio only when given)."""
+        return [k for k in self.SCALARS if getattr(self, k) is not None] + (
+            ["mu_ratio"] if self.mu_ratio is not None
+            else ["mu_back"] if self.mu_back is not None else []
+        )
+
+    def _kwargs(self, ov: Mapping[str, Any]) -> dict[str, Any]:
+        kw = {k: ov.get(k, getattr(self, k)) for k in self.SCALARS if getattr(self, k) is not None}
+        if self.mu_ratio is not None:
+            kw["mu_back"] = ov.get("mu_ratio", self.mu_ratio) * kw["mu_fwd"]
+        else:
+            kw["mu_back"] = ov.get("mu_back", self.mu_back)
+        return {**kw, "load": ov.get("load", self.load), "control": self.control}
+
+
+class SpringMapSpec(_SpringSpec):
+    """Variant A of the spring-block model (`kind: spring_map`, `lesde.SpringBlockMap`);
+    defaults are the authors' setting. Solve with dt = 1: t1 counts map steps."""
+
+    kind: Literal["spring_map"]
+    stiffness: Positive = 1.0
+    mu_fwd: NonNeg = 0.1
+    noise: NonNeg = 0.1
+    eta: Positive = 0.01
+    SCALARS: ClassVar[tuple[str, ...]] = ("stiffness", "mu_fwd", "noise", "eta")
+
+    def describe(self) -> str:
+        return f"spring-block map (variant A), L = {self.num_blocks}, {self.control} control"
+
+    def sweepable(self) -> list[str]:
+        return super().sweepable() + ["load"]
+
+    def build(self, overrides: Mapping[str, Any] = {}) -> SpringBlockMap:
+        return SpringBlockMap(self.num_blocks, **self._kwargs(overrides))
+
+
+class SpringSDESpec(_SpringSpec):
+    """Variant B of the spring-block model (`kind: spring_sde`, `lesde.SpringBlockSDE`);
+    defaults are the authors' setting."""
+
+    kind: Literal["spring_sde"]
+    stiffness: Positive = 0.1
+    mass: Positive = 1.0
+    damping: NonNeg = 1.0
+    mu_fwd: NonNeg = 0.003
+    mu_back: NonNeg | None = 0.004
+    noise: NonNeg = 0.003
+    decay: NonNeg = 0.001
+    noise_kind: Literal["common", "independent"] = "common"
+    smoothing: Positive | None = None
+    SCALARS: ClassVar[tuple[str, ...]] = (
+        "stiffness", "mass", "damping", "mu_fwd", "noise", "decay", "smoothing"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_replaces_default_back(cls, data):
+        if isinstance(data, dict) and "mu_ratio" in data and "mu_back" not in data:
+            data = {**data, "mu_back": None}
+        return data
+
+    def describe(self) -> str:
+        return (
+            f"spring-block Langevin SDE (variant B), L = {self.num_blocks}, "
+            f"{self.noise_kind} noise, {self.control} control"
+        )
+
+    def sweepable(self) -> list[str]:
+        return super().sweepable() + ["load"]
+
+    def build(self, overrides: Mapping[str, Any] = {}) -> SpringBlockSDE:
+        kw = self._kwargs(overrides)
+        return SpringBlockSDE(self.num_blocks, noise_kind=self.noise_kind, **kw)
+
+
+def model_kind(v: Any) -> str:
+    """The `kind` of a model section (default le_sde)."""
+    return (v.get("kind", "le_sde") if isinstance(v, dict) else getattr(v, "kind", "le_sde"))
+
+
+AnyModelSpec = Annotated[
+    Annotated[ModelSpec, Tag("le_sde")]
+    | Annotated[SpringMapSpec, Tag("spring_map")]
+    | Annotated[SpringSDESpec, Tag("spring_sde")],
+    Discriminator(model_kind),
+]
+"""A model section: `kind` le_sde (default), spring_map or spring_sde."""
+
+SpringModelSpec = Annotated[
+    Annotated[SpringMapSpec, Tag("spring_map")] | Annotated[SpringSDESpec, Tag("spring_sde")],
+    Discriminator(model_kind),
+]
+
+
+def is_spring(spec: Any) -> bool:
+    return isinstance(spec, _SpringSpec)
+
+
+def is_map(spec: Any) -> bool:
+    return isinstance(spec, SpringMapSpec)
 
 
 class _SolveBase(_Strict):
@@ -258,7 +403,7 @@ class SweepSpec(_Strict):
 
     axes: Annotated[list[dict[str, AxisValues]], Field(min_length=1)]
     seeds: Annotated[int, Field(ge=1)] = 1
-    metrics: Annotated[list[str], Field(min_length=1)] = ["loss", "accuracy"]
+    metrics: Annotated[list[str], Field(min_length=1)] | None = None
     chunk_size: Annotated[int, Field(ge=1)] | None = None
     save_times: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | None = None
 
@@ -269,17 +414,42 @@ class SweepSpec(_Strict):
         ]
 
 
+DEFAULT_METRICS = {
+    "le_sde": ["loss", "accuracy"],
+    "spring_map": ["curvature", "nonuniformity", "shape", "gains"],
+    "spring_sde": ["curvature", "nonuniformity", "shape", "gains"],
+}
+
+
+def _check_map_solve(model: Any, solve: "_SolveBase", where: str = "solve") -> None:
+    if is_map(model) and solve.dt != 1:
+        raise ValueError(
+            f"{where}.dt must be 1 for the spring-block map (t1 counts map steps), got "
+            f"{solve.dt}"
+        )
+
+
 class SweepConfig(_Strict):
     """A `lesde sweep` run: a model, the swept axes and how to solve each member."""
 
-    model: ModelSpec
+    model: AnyModelSpec
     sweep: SweepSpec
     solve: _SolveBase
 
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics to keep (default: by model kind, see `DEFAULT_METRICS`)."""
+        return list(self.sweep.metrics or DEFAULT_METRICS[self.model.kind])
+
+    @property
+    def registry(self) -> dict:
+        from ..metrics import METRICS, SPRING_METRICS
+
+        return SPRING_METRICS if is_spring(self.model) else METRICS
+
     @model_validator(mode="after")
     def _axes(self):
-        from ..metrics import METRICS
-
+        _check_map_solve(self.model, self.solve)
         allowed = self.model.sweepable()
         for i, axis in enumerate(self.sweep.grid_axes()):
             for name, values in axis.items():
@@ -299,9 +469,40 @@ class SweepConfig(_Strict):
                 f"sweep.save_times must be increasing and within (0, t1 = {self.solve.t1}], "
                 f"got {times}"
             )
-        unknown = [m for m in self.sweep.metrics if m not in METRICS]
+        if any(abs(t - round(t)) > 1e-9 for t in times) and is_map(self.model):
+            raise ValueError(f"sweep.save_times of a map must be whole step numbers, got {times}")
+        unknown = [m for m in self.metrics if m not in self.registry]
         if unknown:
-            raise ValueError(f"sweep.metrics: unknown {unknown}; choose from {sorted(METRICS)}")
+            raise ValueError(
+                f"sweep.metrics: unknown {unknown} for a {self.model.kind} model; choose "
+                f"from {sorted(self.registry)}"
+            )
+        return self
+
+
+class SpringSolveSpec(_SolveBase):
+    """How `lesde spring` solves: t1 and dt (dt = 1 for the map: t1 counts steps), the
+    number of evenly spaced save times (t = 0 included), independent runs (`seeds`)."""
+
+    num_saves: Annotated[int, Field(ge=2)] = 101
+    seeds: Annotated[int, Field(ge=1)] = 16
+
+
+class SpringRunConfig(_Strict):
+    """A `lesde spring` run: one spring-block model, several seeds."""
+
+    model: SpringModelSpec
+    solve: SpringSolveSpec
+
+    @model_validator(mode="after")
+    def _solve(self):
+        _check_map_solve(self.model, self.solve)
+        steps = round(self.solve.t1 / self.solve.dt)
+        if steps % (self.solve.num_saves - 1):
+            raise ValueError(
+                f"solve.num_saves - 1 = {self.solve.num_saves - 1} must divide the number of "
+                f"steps t1 / dt = {steps}, so that saves fall on steps"
+            )
         return self
 
 
@@ -324,8 +525,10 @@ def _format(err: ValidationError, source: str) -> str:
 
 def load_config(path: str | Path | None = None, schema: type[BaseModel] | None = None):
     """Read and validate a YAML configuration against `schema` (default `RunConfig`;
-    default file: the embedded default run)."""
-    path = DEFAULT_CONFIG if path is None else Path(path)
+    default file: the embedded default run of `schema`)."""
+    if path is None:
+        path = DEFAULT_SPRING_CONFIG if schema is SpringRunConfig else DEFAULT_CONFIG
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

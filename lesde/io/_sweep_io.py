@@ -7,9 +7,9 @@ from pathlib import Path
 import jax
 import yaml
 
-from ..metrics import metrics_fn
+from ..metrics import METRIC_DIMS, metrics_fn
 from ..solve import fingerprint_of, sweep
-from ._config import SweepConfig
+from ._config import is_map, SweepConfig
 from ._results import versions
 
 RESULT_NAME = "sweep.nc"
@@ -44,16 +44,17 @@ def run_sweep(
         s.grid_axes(),
         t1=config.solve.t1,
         dt=config.solve.dt,
-        fn=metrics_fn(s.metrics),
+        fn=metrics_fn(config.metrics, config.registry),
         seeds=s.seeds,
         seed=config.solve.seed,
-        solver=config.solve.solver,
+        solver=None if is_map(config.model) else config.solve.solver,
         chunk_size=chunk_size or s.chunk_size,
         store=out / "chunks",
         fingerprint=fingerprint_of(data),
         progress=progress,
         attrs={"config": yaml.safe_dump(data, sort_keys=False), **versions()},
         ts=s.save_times,
+        metric_dims=METRIC_DIMS,
     )
     if jax.process_index() == 0:  # several processes: the first one writes
         tmp = out / f".{RESULT_NAME}.partial"

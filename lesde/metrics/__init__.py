@@ -27,6 +27,7 @@ from ._collapse import (
 )
 from ._head import head_logits as head_logits, min_margin as min_margin
 from ._load_curve import (
+    chain_positions as chain_positions,
     load_curve as load_curve,
     LoadCurve as LoadCurve,
     position_gains as position_gains,
@@ -50,4 +51,10 @@ from ._separation import (
     SeparationLaw as SeparationLaw,
     trace_ratio as trace_ratio,
 )
-from ._registry import METRICS as METRICS, metrics_fn as metrics_fn, observables as observables
+from ._registry import (
+    METRIC_DIMS as METRIC_DIMS,
+    METRICS as METRICS,
+    metrics_fn as metrics_fn,
+    observables as observables,
+    SPRING_METRICS as SPRING_METRICS,
+)

@@ -59,6 +59,19 @@ def position_gains(positions: Float[Array, "*B L"]) -> Float[Array, "*B L"]:
     return jnp.diff(x, axis=-1, prepend=jnp.zeros_like(x[..., :1]))
 
 
+def chain_positions(fuzziness: Float[Array, "*B L+1"], load: Any = 1.0) -> Float[Array, "*B L"]:
+    """The block positions of the chain equivalent to a network's separation sequence
+    D_0..D_L (last axis): x_l = y (1 - D_l / D_0), l = 1..L, for a chain pulled to
+    y = `load`, so that y - x_l = y D_l / D_0 is the network's normalised load curve and
+    `position_gains(chain_positions(D))` = (y / D_0) `separation_gains(D)`: the same
+    `load_curve` after normalisation. D_0 must be > 0. Jit- and vmap-able."""
+    d = _check_sequence("fuzziness", fuzziness, 2, "D_0..D_L")
+    if is_concrete(d) and (np.asarray(d[..., 0]) <= 0).any():
+        raise ValueError(f"fuzziness D_0 must be > 0, got {np.asarray(d[..., 0]).min()}")
+    y = as_float_array("load", load)
+    return y * (1 - d[..., 1:] / d[..., :1])
+
+
 class LoadCurve(eqx.Module):
     """Statistics of a load curve (see `load_curve`); fields batch like the gains."""
 

@@ -1,5 +1,6 @@
-"""Metrics by name, for sweeps and configs: each maps (t, X, model) to a scalar and
-can run inside a solve (`simulate(fn=...)`)."""
+"""Metrics by name, for sweeps and configs: each maps (t, X, model) to a scalar (or a
+small vector, see `METRIC_DIMS`) and can run inside a solve (`simulate(fn=...)`).
+`METRICS` are for LE-SDE states, `SPRING_METRICS` for spring-block states."""
 
 from collections.abc import Callable
 
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 from ._basic import accuracy, cross_entropy
 from ._collapse import nc1
 from ._head import min_margin
+from ._load_curve import load_curve
 from ._separability import ncm_error
 from ._separation import separation_fuzziness, trace_ratio
 
@@ -60,12 +62,40 @@ the nearest-class-mean error (0 implies linear separability), NC1, He-Su separat
 fuzziness D and the trace ratio (see their functions for the definitions)."""
 
 
-def metrics_fn(names: list[str]) -> Callable:
-    """fn(t, X, model) -> {name: value} for `simulate(fn=...)` and `sweep(fn=...)`."""
-    unknown = [n for n in names if n not in METRICS]
+def _load_curve_stat(field):
+    def fn(t, x, model):
+        return getattr(load_curve(model.gains(x)), field)
+
+    return fn
+
+
+SPRING_METRICS: dict[str, Callable] = {
+    "gains": lambda t, x, model: model.gains(x),
+    "elongations": lambda t, x, model: model.chain.elongations(model.positions(x)),
+    "curvature": _load_curve_stat("curvature"),
+    "nonuniformity": _load_curve_stat("nonuniformity"),
+    # as a float: diffrax fills its save buffers with inf, which has no integer value
+    "shape": lambda t, x, model: _load_curve_stat("shape_code")(t, x, model).astype(x.dtype),
+    "extension": lambda t, x, model: model.positions(x)[-1],
+}
+"""Name -> metric(t, X, model) for spring-block states (`SpringBlockMap`,
+`SpringBlockSDE`): the gains d_1..d_L (spring elongations, a vector over 'block'),
+all elongations incl. the target spring (a vector over 'spring'), the curvature,
+non-uniformity and shape code (-1 concave, 0 linear, 1 convex) of the normalised load
+curve (see `lesde.metrics.load_curve`), and the extension x_L of the chain."""
+
+METRIC_DIMS: dict[str, tuple[str, ...]] = {"gains": ("block",), "elongations": ("spring",)}
+"""Names of the trailing dimensions of the metrics that are vectors."""
+
+
+def metrics_fn(names: list[str], registry: dict[str, Callable] | None = None) -> Callable:
+    """fn(t, X, model) -> {name: value} for `simulate(fn=...)` and `sweep(fn=...)`, from
+    `registry` (default `METRICS`; `SPRING_METRICS` for spring-block models)."""
+    registry = METRICS if registry is None else registry
+    unknown = [n for n in names if n not in registry]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
-    chosen = {n: METRICS[n] for n in names}
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(registry)}")
+    chosen = {n: registry[n] for n in names}
 
     def fn(t, x, model):
         return {n: f(t, x, model) for n, f in chosen.items()}

@@ -1,4 +1,4 @@
-from ._base import AbstractDynamics as AbstractDynamics
+from ._base import AbstractDynamics as AbstractDynamics, AbstractMap as AbstractMap
 from ._classes import Classes as Classes
 from ._closed_form import (
     closed_form as closed_form,
@@ -27,4 +27,16 @@ from ._schedule import (
     Function as Function,
     PiecewiseLinear as PiecewiseLinear,
     PowerLaw as PowerLaw,
+)
+from ._spring import (
+    AbstractSpringBlock as AbstractSpringBlock,
+    Chain as Chain,
+    Friction as Friction,
+    SpringBlockMap as SpringBlockMap,
+    SpringBlockSDE as SpringBlockSDE,
+)
+from ._spring_theory import (
+    rectified_velocity as rectified_velocity,
+    spring_equilibrium as spring_equilibrium,
+    stationary_gains as stationary_gains,
 )

@@ -1,4 +1,5 @@
-"""The interface every simulated model implements."""
+"""The interfaces every simulated model implements: a differential equation
+(`AbstractDynamics`, solved by diffrax) or a discrete map (`AbstractMap`, iterated)."""
 
 import abc
 
@@ -34,3 +35,21 @@ class AbstractDynamics(eqx.Module):
     @abc.abstractmethod
     def check_on_grid(self, ts) -> None:
         """Checks of time-dependent inputs that can only be made on the solver's grid."""
+
+
+class AbstractMap(eqx.Module):
+    """A random discrete-time map X_{n+1} = step(n, X_n, key_n), n = 0, 1, ...
+    `lesde.simulate` iterates any such model with a `lax.scan`; time counts steps."""
+
+    @property
+    @abc.abstractmethod
+    def state_shape(self) -> tuple[int, ...]:
+        """Shape of the state X."""
+
+    @abc.abstractmethod
+    def initial_state(self, key: PRNGKeyArray) -> Float[Array, "..."]:
+        """A draw of X_0."""
+
+    @abc.abstractmethod
+    def step(self, n, x: Float[Array, "..."], key: PRNGKeyArray) -> Float[Array, "..."]:
+        """X_{n+1} from X_n, with the step's own random key."""

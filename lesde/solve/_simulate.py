@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .._checks import as_float_array, check_finite, check_shape, is_concrete, show
-from ..models._base import AbstractDynamics
+from ..models._base import AbstractDynamics, AbstractMap
 from ..models._le_sde import LEODE
 from ._brownian import FoldInBrownianPath
 
@@ -151,7 +151,11 @@ def simulate(
     batch shape; parameters must be arrays, not Python floats).
 
     **Arguments:**
-    - `model`: an `LESDE`, `LEODE` or any `AbstractDynamics`.
+    - `model`: an `LESDE`, `LEODE`, `SpringBlockSDE` or any `AbstractDynamics`; or a
+      discrete map (`SpringBlockMap`, any `AbstractMap`), iterated by a `lax.scan`: time
+      then counts map steps, so `dt` must be 1, `t1` is the number of steps, `ts` are
+      whole step numbers, and `solver`, `brownian`, `stepsize_controller`, `adjoint`
+      and `max_steps` do not apply (step n draws its noise from `fold_in(key, n)`).
     - `t1`, `dt`, `t0`: the horizon and step (Python numbers; (t1 - t0)/dt whole).
     - `key`: JAX random key; split into the initial-state key and the Brownian key. Needed
       when the model has noise or `y0` is not given.
@@ -181,8 +185,14 @@ def simulate(
     fails are flagged in `status`; nothing is raised, so one bad member of a vmapped
     batch does not stop the others.
     """
+    if isinstance(model, AbstractMap):
+        return _iterate_checked(model, t1, dt, key, t0, y0, ts, fn, solver, brownian,
+                                stepsize_controller, adjoint, max_steps)
     if not isinstance(model, AbstractDynamics):
-        raise ValueError(f"model must be a lesde model (LESDE, LEODE, ...), got {model!r}")
+        raise ValueError(
+            f"model must be a lesde model (LESDE, LEODE, SpringBlockSDE, SpringBlockMap, "
+            f"...), got {model!r}"
+        )
     num_steps = _grid(t0, t1, dt)
     solver = _solver(solver, model)
     if not isinstance(brownian, diffrax.AbstractBrownianPath) and brownian not in BROWNIAN:
@@ -298,4 +308,95 @@ def _solve(
         status=status.astype(jnp.int32),
         result=sol.result,
         num_steps=sol.stats["num_steps"],
+    )
+
+
+def _iterate_checked(model, t1, dt, key, t0, y0, ts, fn, *unused):
+    names = ("solver", "brownian", "stepsize_controller", "adjoint", "max_steps")
+    defaults = (None, "fold_in", None, None, None)
+    for name, value, default in zip(names, unused, defaults):
+        if value is not default and not (isinstance(value, str) and value == default):
+            raise ValueError(
+                f"{name} does not apply to a discrete map ({type(model).__name__}); got "
+                f"{name} = {show(value)}"
+            )
+    if dt != 1:
+        raise ValueError(
+            f"a discrete map ({type(model).__name__}) is iterated in whole steps: dt must "
+            f"be 1 and t1 the number of steps, got dt = {show(dt)}"
+        )
+    steps = _grid(t0, t1, dt)
+    if t0 != 0:
+        raise ValueError(f"a discrete map starts at step t0 = 0, got t0 = {show(t0)}")
+    if ts is None:
+        save = (steps,)
+    else:
+        if not is_concrete(ts):
+            raise ValueError("ts of a discrete map must be concrete step numbers, not traced")
+        a = np.asarray(ts, dtype=float)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"ts must be a non-empty 1-D array of steps, got shape {a.shape}")
+        check_finite("ts", a)
+        if np.any(np.abs(a - np.round(a)) > 1e-9) or a[0] < 0 or a[-1] > steps or (
+            np.diff(a) < 0
+        ).any():
+            raise ValueError(
+                f"ts of a discrete map must be non-decreasing whole step numbers in "
+                f"[0, {steps}], got {show(a)}"
+            )
+        save = tuple(int(round(v)) for v in a)
+    if fn is not None and not callable(fn):
+        raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
+    if y0 is not None:
+        y0 = as_float_array("y0", y0)
+        check_shape("y0", y0, model.state_shape)
+        check_finite("y0", y0)
+    if key is None:
+        raise ValueError("key is required: the map is random")
+    return _iterate(model, y0, key, save, fn)
+
+
+@eqx.filter_jit
+def _iterate(model, y0, key, save, fn):
+    """Iterate the map to each step count in `save` (non-decreasing), saving fn(n, X, model)
+    (or X). Runs of equal gaps between saves are one nested scan, so evenly spaced saves
+    compile once whatever their number."""
+    init_key, noise_key = jax.random.split(key)
+    x = model.initial_state(init_key) if y0 is None else y0.astype(jnp.result_type(float))
+    save_fn = (lambda t, y: y) if fn is None else (lambda t, y: fn(t, y, model))
+
+    def advance(x, start, length):
+        def body(x, n):
+            return model.step(n, x, jax.random.fold_in(noise_key, n)), None
+
+        x, _ = jax.lax.scan(body, x, start + jnp.arange(length))
+        return x
+
+    gaps = np.diff(np.asarray((0,) + save))
+    runs, i = [], 0  # (gap, count) runs of equal gaps
+    while i < len(gaps):
+        j = i
+        while j < len(gaps) and gaps[j] == gaps[i]:
+            j += 1
+        runs.append((int(gaps[i]), j - i))
+        i = j
+    outs, done = [], 0
+    for gap, count in runs:
+        def segment(x, k, gap=gap, base=done):
+            start = base + k * gap
+            x = advance(x, start, gap) if gap else x
+            t = (start + gap).astype(x.dtype)
+            return x, (save_fn(t, x), jnp.all(jnp.isfinite(x)))
+
+        x, out = jax.lax.scan(segment, x, jnp.arange(count))
+        outs.append(out)
+        done += gap * count
+    ys, finite = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+    status = jnp.where(finite[-1], SUCCESS, DIVERGED).astype(jnp.int32)
+    return Trajectory(
+        ts=jnp.asarray(save, jnp.result_type(float)),
+        ys=ys,
+        status=status,
+        result=diffrax.RESULTS.successful,
+        num_steps=jnp.asarray(save[-1]),
     )

@@ -151,13 +151,14 @@ def sweep(
     progress: bool = True,
     attrs: Mapping[str, Any] | None = None,
     ts: Any = None,
+    metric_dims: Mapping[str, Sequence[str]] | None = None,
 ):
     """Solve `build(params)` for every cell of `grid` and every seed, as one compiled
     `jit(vmap(...))` computation applied chunk by chunk; return an `xarray.Dataset`.
 
     Member m = cell * seeds + s solves `build(grid.params(cell))` with the key
-    `member_key(seed, cell, s)` and saves `fn(t1, X(t1), model)` (a mapping of scalars
-    computed inside the solve), so results do not depend on `chunk_size` or on the
+    `member_key(seed, cell, s)` and saves `fn(t1, X(t1), model)` (a mapping of scalars,
+    or small arrays, computed inside the solve), so results do not depend on `chunk_size` or on the
     number of devices (up to floating-point rounding: XLA may round differently for
     different batch shapes). Chunks are padded to `chunk_size` (one compilation for the whole
     sweep) and sharded over all visible devices (`jax.sharding.NamedSharding` over a
@@ -184,6 +185,8 @@ def sweep(
     - `attrs`: attributes of the returned Dataset.
     - `ts`: times at which to keep the metrics (default: t1 only); adds a 'time'
       dimension, so one sweep shows the transition at several horizons.
+    - `metric_dims`: names of the trailing dimensions of metrics that are arrays
+      (default `{name}_dim0`, ...; e.g. `lesde.metrics.METRIC_DIMS`), numbered from 1.
 
     **Returns:** an `xarray.Dataset` with dimensions (grid dims..., 'seed'[, 'time']), one
     variable per metric and `status` (0 success, 1 diverged, 2 solver failed: see
@@ -265,10 +268,16 @@ def sweep(
     for dim, axis in zip(grid.dims, grid.axes):
         for name, values in axis.items():
             coords[name] = (dim, values)
-    data = {
-        k: (dims + ([TIME_DIM] if flat[k].ndim == 2 else []), flat[k].reshape(shape + flat[k].shape[1:]))
-        for k in keys
-    }
+    data = {}
+    for k in keys:
+        extra = flat[k].shape[1 + (ts is not None and k != "status"):]
+        names = tuple((metric_dims or {}).get(k, ()))
+        if len(names) != len(extra):
+            names = tuple(f"{k}_dim{j}" for j in range(len(extra)))
+        tdim = [TIME_DIM] if ts is not None and k != "status" else []
+        data[k] = (dims + tdim + list(names), flat[k].reshape(shape + flat[k].shape[1:]))
+        for name, size in zip(names, extra):
+            coords.setdefault(name, np.arange(1, size + 1))
     ds = xr.Dataset(data, coords=coords)
     ds["status"].attrs["meaning"] = ", ".join(f"{k} = {v}" for k, v in STATUS_NAMES.items())
     ds.attrs.update(
