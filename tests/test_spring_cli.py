@@ -152,3 +152,14 @@ def test_lesde_plot_draws_both_pictures_of_a_spring_sweep(tmp_path):
     assert main(["plot", str(tmp_path / "sweep.nc"), "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 0
     assert (tmp_path / "p_load_curves.png").stat().st_size > 0
+
+
+def test_spring_map_sweep_saves_at_several_steps(tmp_path):
+    cfg = yaml.safe_load(yaml.safe_dump(SWEEP))
+    cfg["sweep"]["save_times"] = [500, 1500]
+    ds = run_sweep(parse_config(cfg, schema=SweepConfig), tmp_path, progress=False)
+    assert ds["gains"].dims == ("noise", "mu_fwd", "seed", "time", "block")
+    np.testing.assert_array_equal(ds["time"], [500, 1500])
+    final = parse_config(SWEEP, schema=SweepConfig)
+    last = run_sweep(final, tmp_path / "last", progress=False)  # same keys, t1 only
+    np.testing.assert_allclose(ds["gains"].isel(time=-1), last["gains"], rtol=1e-5, atol=1e-6)

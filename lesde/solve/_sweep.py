@@ -321,7 +321,7 @@ def _chunk_function(build, fn, t1, dt, solver, seed, ts):
         model = build(params)
         traj = simulate(
             model, t1=t1, dt=dt, key=member_key(seed, cell, s), fn=fn, solver=solver,
-            ts=None if ts is None else jnp.asarray(ts),
+            ts=None if ts is None else np.asarray(ts),  # concrete: maps need whole steps
         )
         return (traj.ys if ts is not None else {k: v[-1] for k, v in traj.ys.items()}), traj.status
 
