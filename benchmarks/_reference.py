@@ -35,6 +35,20 @@ def scan_member_fn(classes, steps: int, dt: float, init_std: float = 0.05):
     return member
 
 
+def counting_build(build, name: str):
+    """`build` wrapped to count its traces: calls whose parameter `name` is traced, not
+    the sweep's concrete probe call. Returns (wrapped build, list with one entry per
+    trace)."""
+    traces = []
+
+    def counted(params):
+        if isinstance(params[name], jax.core.Tracer):
+            traces.append(1)
+        return build(params)
+
+    return counted, traces
+
+
 def timeit(fn, args, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):

@@ -26,7 +26,7 @@ the last step. Throughput is in member-steps per second.
 
 Usage: python benchmarks/bench_spring.py [--repeats 3] [--numpy-side 5]
        [--out benchmarks/results/spring.json]
-(a smoke-size run, seconds: --side 6 --steps 500 --repeats 1 --numpy-side 2 --out /tmp/s.json)
+(a smoke-size run, seconds: --side 6 --steps 500 --repeats 1 --numpy-side 2 --out spring_smoke.json)
 """
 
 import argparse
@@ -43,7 +43,7 @@ import lesde
 from lesde.metrics import METRIC_DIMS, SPRING_METRICS, metrics_fn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reference import summary, write_result  # noqa: E402
+from _reference import counting_build, summary, write_result  # noqa: E402
 
 L, K, ETA, LOAD = 7, 1.0, 0.01, 1.0  # the authors' setting (SpringBlockMap defaults)
 STEPS, SIDE, SEEDS = 10_000, 50, 8
@@ -144,12 +144,7 @@ def main(argv=None):
     sub = np.unique(np.round(np.linspace(0, a.side - 1, a.numpy_side)).astype(int))
     timed = [(i, j) for i in sub for j in sub]
 
-    traces = []
-
-    def counted_build(p):
-        if isinstance(p["mu_fwd"], jax.core.Tracer):  # not the concrete probe call
-            traces.append(1)
-        return build(p)
+    counted_build, traces = counting_build(build, "mu_fwd")
 
     def run_sweep():
         return lesde.sweep(counted_build, grid, t1=a.steps, dt=1, fn=FN, seeds=SEEDS,

@@ -23,7 +23,7 @@ import lesde
 from lesde.metrics import metrics_fn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reference import scan_member_fn, summary, write_result  # noqa: E402
+from _reference import counting_build, scan_member_fn, summary, write_result  # noqa: E402
 
 K, N_PER, STEPS, DT, BETA = 10, 20, 500, 0.1, 0.5
 SIDE = 32
@@ -53,12 +53,7 @@ def main(argv=None):
     keys = jax.vmap(lambda c: lesde.member_key(0, c, 0))(jnp.asarray(cells))
     sample_steps = members * CLASSES.num_samples * STEPS
 
-    traces = []
-
-    def counted_build(params):
-        if isinstance(params["alpha"], jax.core.Tracer):  # not the concrete probe call
-            traces.append(1)
-        return build(params)
+    counted_build, traces = counting_build(build, "alpha")
 
     def run_sweep():
         return lesde.sweep(counted_build, grid, t1=STEPS * DT, dt=DT, fn=FN, progress=False)
