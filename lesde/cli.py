@@ -166,7 +166,7 @@ def spring_theory(config) -> dict | None:
     m = config.model
     if not is_map(m):
         return None
-    back = m.mu_back if m.mu_back is not None else (m.mu_ratio or 1.0) * m.mu_fwd
+    back = float(m.build().friction.mu_back)  # mu_back, mu_ratio * mu_fwd or mu_fwd
     common = dict(stiffness=m.stiffness, load=m.load, control=m.control)
     if m.noise == 0:
         if m.load < 0:  # the formula is for a forward pull

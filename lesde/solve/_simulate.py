@@ -1,5 +1,6 @@
 """`lesde.simulate`: integrate any lesde model with diffrax."""
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -227,14 +228,9 @@ def simulate(
         raise ValueError(f"max_steps must be a positive integer, got {show(max_steps)}")
     if (stochastic or y0 is None) and key is None:
         raise ValueError("key is required: the model has noise or y0 is not given")
-    if y0 is not None:
-        y0 = as_float_array("y0", y0)
-        check_shape("y0", y0, model.state_shape)
-        check_finite("y0", y0)
+    y0 = _check_y0_fn(model, y0, fn)
     if ts is not None:
         ts = _check_ts(ts, t0, t1)
-    if fn is not None and not callable(fn):
-        raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
     if is_concrete(model):
         model.check_on_grid(np.linspace(t0, t1, num_steps + 1))
     if key is None:
@@ -311,6 +307,17 @@ def _solve(
     )
 
 
+def _check_y0_fn(model, y0, fn):
+    """Check `fn` and `y0` (shape `model.state_shape`, finite); return y0 as an array."""
+    if fn is not None and not callable(fn):
+        raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
+    if y0 is not None:
+        y0 = as_float_array("y0", y0)
+        check_shape("y0", y0, model.state_shape)
+        check_finite("y0", y0)
+    return y0
+
+
 def _iterate_checked(model, t1, dt, key, t0, y0, ts, fn, *unused):
     names = ("solver", "brownian", "stepsize_controller", "adjoint", "max_steps")
     defaults = (None, "fold_in", None, None, None)
@@ -345,12 +352,7 @@ def _iterate_checked(model, t1, dt, key, t0, y0, ts, fn, *unused):
                 f"[0, {steps}], got {show(a)}"
             )
         save = tuple(int(round(v)) for v in a)
-    if fn is not None and not callable(fn):
-        raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
-    if y0 is not None:
-        y0 = as_float_array("y0", y0)
-        check_shape("y0", y0, model.state_shape)
-        check_finite("y0", y0)
+    y0 = _check_y0_fn(model, y0, fn)
     if key is None:
         raise ValueError("key is required: the map is random")
     return _iterate(model, y0, key, save, fn)
@@ -373,13 +375,7 @@ def _iterate(model, y0, key, save, fn):
         return x
 
     gaps = np.diff(np.asarray((0,) + save))
-    runs, i = [], 0  # (gap, count) runs of equal gaps
-    while i < len(gaps):
-        j = i
-        while j < len(gaps) and gaps[j] == gaps[i]:
-            j += 1
-        runs.append((int(gaps[i]), j - i))
-        i = j
+    runs = [(int(gap), len(list(same))) for gap, same in itertools.groupby(gaps)]
     outs, done = [], 0
     for gap, count in runs:
         def segment(x, k, gap=gap, base=done):
