@@ -4,6 +4,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import metrics as metrics
+from . import nets as nets
 from .models import *  # noqa: F403
 from .solve import *  # noqa: F403
 

@@ -195,18 +195,8 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
         curve = 1 - np.cumsum(np.asarray(stats.gains), axis=-1)
         curve = np.concatenate([np.ones(curve.shape[:-1] + (1,)), curve], axis=-1)
         codes = np.asarray(stats.shape_code)
-        grid = sub.subplots(ny, nx, sharex=True, sharey=True, squeeze=False)
-        for i in range(ny):
-            for j in range(nx):
-                ax = grid[ny - 1 - i, j]  # y grows upwards
-                ax.plot(curve[i, j], color=SHAPE_COLOURS[int(codes[i, j])], lw=1.2)
-                ax.plot([0, curve.shape[-1] - 1], [1, 0], color="0.8", lw=0.6, zorder=0)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_xlabel(f"{xs[j]:.2g}", fontsize=7)
-                if j == 0:
-                    ax.set_ylabel(f"{ys[i]:.2g}", fontsize=7)
+        colours = [[SHAPE_COLOURS[int(c)] for c in row] for row in codes]
+        _curve_grid(sub, curve, colours, xs, ys)
         title = ", ".join(
             f"{d} = {(_coord(ds, d) if d != 'time' else np.asarray(ds['time']))[k]:.3g}"
             for d, k in sel.items()
@@ -222,6 +212,24 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
         _save(fig, path)
     return fig
 
+
+
+def _curve_grid(sub, curve, colours, xs, ys) -> None:
+    """Small load curves curve[i, j] (y index i, x index j; l = 0..L) in a grid of axes in
+    the subfigure `sub`, y growing upwards, each over the straight reference line."""
+    ny, nx = curve.shape[:2]
+    grid = sub.subplots(ny, nx, sharex=True, sharey=True, squeeze=False)
+    for i in range(ny):
+        for j in range(nx):
+            ax = grid[ny - 1 - i, j]
+            ax.plot(curve[i, j], color=colours[i][j], lw=1.2)
+            ax.plot([0, curve.shape[-1] - 1], [1, 0], color="0.8", lw=0.6, zorder=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_xlabel(f"{xs[j]:.2g}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"{ys[i]:.2g}", fontsize=7)
 
 def plot_spring_run(
     ts, positions, theory: dict | None = None, path: str | Path | None = None,
@@ -261,6 +269,121 @@ def plot_spring_run(
     b.set_ylabel("elongation d_l at the end")
     b.legend(fontsize=7)
     fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_logit_trajectories(logs: dict, path: str | Path | None = None, *, window: int = 1):
+    """Class-mean logit trajectories of trajectory logs, one panel per log (e.g. per
+    label-corruption fraction p; `logs` maps a title value to a log).
+
+    In each panel, for each class k (one colour), the solid line is the class-mean own
+    logit Xbar_k(t)[k] and the dashed line the mean of its other logits
+    mean_{j != k} Xbar_k(t)[j] (`lesde.io.class_mean_logits`, pooled over `window` steps).
+    """
+    from .io import class_mean_logits
+
+    plt = _pyplot()
+    n = len(logs)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharex=True)
+    for ax, (title, ds) in zip(axes.flat, logs.items()):
+        xbar = class_mean_logits(ds, window=window)
+        steps = np.asarray(xbar["step"])
+        v = np.asarray(xbar)  # (T, K, K)
+        k = v.shape[1]
+        for c in range(k):
+            colour = f"C{c}"
+            ax.plot(steps, v[:, c, c], color=colour, lw=1.2, label=f"class {c}")
+            others = np.delete(v[:, c, :], c, axis=1).mean(axis=1)
+            ax.plot(steps, others, color=colour, lw=1.0, ls="--")
+        ax.set_title(str(title), fontsize=9)
+        ax.set_xlabel("SGD step")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("class-mean logit")
+    axes[0, 0].legend(fontsize=7, title="solid: own logit\ndashed: other logits", title_fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def plot_validation(logs: dict, path: str | Path | None = None):
+    """Validation accuracy and loss against the step, one line per log (median over
+    trials, with the band between the 25th and 75th percentiles)."""
+    plt = _pyplot()
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (title, ds) in enumerate(logs.items()):
+        steps = np.asarray(ds["eval_step"])
+        for ax, name in ((acc, "val_acc"), (loss, "val_loss")):
+            q = np.nanpercentile(np.asarray(ds[name]), [25, 50, 75], axis=0)
+            ax.plot(steps, q[1], color=f"C{i % 10}", label=str(title))
+            ax.fill_between(steps, q[0], q[2], color=f"C{i % 10}", alpha=0.2, lw=0)
+    acc.set_ylabel("validation accuracy")
+    loss.set_ylabel("validation loss")
+    for ax in (acc, loss):
+        ax.set_xlabel("SGD step")
+        ax.grid(alpha=0.3)
+    acc.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def plot_separation_grid(ds, path: str | Path | None = None, *, variable: str = "D_trace", epoch=None):
+    """The spring-block authors' layout for real networks: on the grid of the last two
+    swept dimensions of a `train_separation` result (x: the last, y: the one before; one
+    panel per setting of any further ones) each cell shows the seed-mean load curve of
+    `variable` at `epoch` (default the last), normalised as in the spec's load curve,
+
+        (D_l - D_L) / (D_0 - D_L),   l = 0..L-1,
+
+    (so its gains are the `separation_gains` d_l = D_{l-1} - D_l whose curvature and
+    shape `train_separation` reports) coloured by the cell's mean test accuracy.
+    """
+    plt = _pyplot()
+    from matplotlib import cm, colors
+
+    dims = [d for d in ds[variable].dims if d not in ("seed", "epoch", "layer")]
+    if len(dims) < 2:
+        raise ValueError(f"a separation grid needs two swept dimensions; this result has {dims}")
+    ep = ds["epoch"].values[-1] if epoch is None else epoch
+    mean_d = ds[variable].sel(epoch=ep).mean("seed")
+    acc = ds["test_acc"].sel(epoch=ep).mean("seed")
+    y, x = dims[-2], dims[-1]
+    lead = dims[:-2]
+    panels = [dict(zip(lead, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in lead])]
+    norm = colors.Normalize(vmin=float(acc.min()), vmax=float(acc.max()) + 1e-9)
+    cmap = plt.get_cmap("viridis")
+    nx, ny = ds.sizes[x], ds.sizes[y]
+    fig = plt.figure(figsize=(min(2.5 + 0.6 * nx, 14) * len(panels), min(1.5 + 0.55 * ny, 14)))
+    subs = np.atleast_1d(fig.subfigures(1, len(panels), squeeze=False)[0])
+    for sub, sel in zip(subs, panels):
+        d = np.asarray(mean_d.isel(sel).transpose(y, x, "layer"))
+        a = np.asarray(acc.isel(sel).transpose(y, x))
+        span = d[..., :1] - d[..., -1:]
+        curve = (d - d[..., -1:]) / np.where(span != 0, span, 1)
+        colours = [[cmap(norm(v)) for v in row] for row in a]
+        _curve_grid(sub, curve, colours, np.asarray(ds[x]), np.asarray(ds[y]))
+        title = ", ".join(f"{k} = {np.asarray(ds[k])[i]:.3g}" for k, i in sel.items())
+        sub.supxlabel(x, fontsize=9)
+        sub.supylabel(y, fontsize=9)
+        sub.suptitle((title + "\n" if title else "") + f"load curves of {variable}, epoch {ep}", fontsize=9)
+        sub.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=sub.axes, label="test accuracy", shrink=0.8)
     if path is not None:
         _save(fig, path)
     return fig

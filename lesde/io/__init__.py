@@ -7,5 +7,15 @@ from ._config import (
     SpringRunConfig as SpringRunConfig,
     SweepConfig as SweepConfig,
 )
+from ._logs import (
+    check_log as check_log,
+    class_mean_logits as class_mean_logits,
+    LogError as LogError,
+    make_log as make_log,
+    read_csv as read_csv,
+    read_log as read_log,
+    write_csv as write_csv,
+    write_log as write_log,
+)
 from ._results import versions as versions, write_run as write_run
 from ._sweep_io import run_sweep as run_sweep

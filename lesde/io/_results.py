@@ -12,9 +12,15 @@ COMPLETE_MARKER = "summary.json"
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Call `write(tmp)` for a temporary name beside `path`, then rename it to `path`;
+    on failure remove the temporary file and leave `path` as it was."""
     tmp = path.with_name(f".{path.name}.partial")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_run(

@@ -1,11 +1,13 @@
 """Measurements of features: training loss, accuracy and margins (`_basic`), class
 scatter (`_scatter`), neural collapse NC1-NC4 (`_collapse`), He-Su separation fuzziness
 and the law of data separation (`_separation`), linear separability (`_separability`)
-and load-curve statistics (`_load_curve`).
+load-curve statistics (`_load_curve`), and the local elasticity of a real network from
+its empirical neural tangent kernel (`_ntk`).
 
 Conventions: features H are (N, p), labels (N,) in 0..K-1 (may be traced), the number
 of classes K is a static Python int, a head W is (K, p) with logits W h + b. Everything
-but the LP-based tests (`linearly_separable`, `separation_margin`) is jit- and vmap-able.
+but the LP-based tests (`linearly_separable`, `separation_margin`) and the kernel
+measurements of `_ntk` (jit-able, not meant for vmap) is jit- and vmap-able.
 """
 
 from ._basic import (
@@ -33,6 +35,13 @@ from ._load_curve import (
     position_gains as position_gains,
     separation_gains as separation_gains,
     SHAPES as SHAPES,
+)
+from ._ntk import (
+    ntk_impact as ntk_impact,
+    NTKImpact as NTKImpact,
+    relative_similarity as relative_similarity,
+    RelativeSimilarity as RelativeSimilarity,
+    tangent_kernel as tangent_kernel,
 )
 from ._scatter import (
     class_means as class_means,

@@ -1,0 +1,721 @@
+"""Per-step training logs of real networks: the trajectory-log Dataset, its netCDF file,
+and the CSV layout of the LE-SDE authors.
+
+A training run trains T independent trials of a network with SGD (batch size 1) for S
+steps on K classes. Its log is an `xarray.Dataset` (a "lesde trajectory log") with
+
+- dims `trial` (T), `step` (S), `class` (K), `eval_step` (E, possibly 0);
+- coords `trial` (the trial ids, strictly increasing integers), `step` (the step
+  numbers: strictly increasing integers >= 0; row t holds the state *before* update t),
+  `class` = 0..K-1, `eval_step` (the steps at which validation was measured, strictly
+  increasing integers >= 0);
+- data vars `sample` (trial, step) int32, the index of the drawn training sample;
+  `label` (trial, step) int32, its training label (possibly corrupted); `logits`
+  (trial, step, class) float32, its K logits before the update; `train_loss`
+  (trial, step) float32, its loss before the update; `val_loss` and `val_acc`
+  (trial, eval_step) float32;
+- attrs `lesde_log` = "trajectory" (the format marker), `num_classes` = K, and any
+  str/int/float attrs of the caller (config, versions).
+
+The CSV layout has one row per step per trial, header
+``trial,itr,smp,y,y_logit0,...,y_logit{K-1},tr_loss,val_loss,val_acc``; `itr` is the
+step number, `val_loss`/`val_acc` are filled on the rows of eval steps and empty
+elsewhere.
+
+Files are written under a temporary name in the same directory and renamed when
+complete, so a file at the target path is always a complete log.
+"""
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from ._results import _atomic_write
+
+MARKER = "trajectory"
+_EMPTY_EVAL = "lesde_empty_eval"  # in a .nc file only: the log has no eval steps
+_RESERVED = ("lesde_log", "num_classes", _EMPTY_EVAL)
+_INT32 = np.iinfo(np.int32)
+_DIMS = {
+    "sample": ("trial", "step"),
+    "label": ("trial", "step"),
+    "logits": ("trial", "step", "class"),
+    "train_loss": ("trial", "step"),
+    "val_loss": ("trial", "eval_step"),
+    "val_acc": ("trial", "eval_step"),
+}
+_INT_VARS = ("sample", "label")
+_FLOAT_VARS = ("logits", "train_loss", "val_loss", "val_acc")
+_CSV_FIXED = ("trial", "itr", "smp", "y")
+_CSV_TAIL = ("tr_loss", "val_loss", "val_acc")
+
+
+class LogError(ValueError):
+    """A trajectory log (in memory or in a file) does not follow the format."""
+
+
+# ---------------------------------------------------------------------------------
+# Building and checking
+
+
+def _int_array(name: str, x: Any, ndim: int) -> np.ndarray:
+    """`x` as an int64 array of `ndim` dims; float input must hold integral values."""
+    a = np.asarray(x)
+    if a.ndim != ndim:
+        raise LogError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
+    if a.dtype == bool or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    ):
+        raise LogError(f"{name} must hold integers, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise LogError(f"{name} must hold integers, got {a[idx].item()!r} at index {idx}")
+    return a.astype(np.int64)
+
+
+def _float_array(name: str, x: Any, ndim: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != ndim:
+        raise LogError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
+    if a.dtype == bool or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    ):
+        raise LogError(f"{name} must be numeric, got dtype {a.dtype}")
+    return a
+
+
+def _to_int32(name: str, a: np.ndarray) -> np.ndarray:
+    if a.size and (a.min() < _INT32.min or a.max() > _INT32.max):
+        i = int(np.argmax((a < _INT32.min) | (a > _INT32.max)))
+        raise LogError(f"{name} must fit in int32, got {a.ravel()[i]}")
+    return a.astype(np.int32)
+
+
+def _check_attrs(attrs: Mapping) -> dict:
+    """Attrs as plain str/int/float (what a netCDF3 file stores), or an error."""
+    out = {}
+    for key, value in attrs.items():
+        if not isinstance(key, str):
+            raise LogError(f"attribute names must be strings, got {key!r}")
+        if isinstance(value, (bool, np.bool_)):
+            raise LogError(
+                f"attribute {key!r} must be a str, int or float, got bool {value!r} "
+                "(store it as an int or a str)"
+            )
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, (int, np.integer)):
+            if not _INT32.min <= value <= _INT32.max:
+                raise LogError(
+                    f"attribute {key!r} = {value} does not fit in int32, the integer "
+                    "type of a netCDF3 file (store it as a str)"
+                )
+            out[key] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            out[key] = float(value)
+        else:
+            raise LogError(
+                f"attribute {key!r} must be a str, int or float, got "
+                f"{type(value).__name__} {value!r}"
+            )
+    return out
+
+
+def _strictly_increasing(name: str, a: np.ndarray, *, nonneg: bool) -> None:
+    if nonneg and a.size and (a < 0).any():
+        raise LogError(f"{name} must be >= 0, got {a[np.argmax(a < 0)]}")
+    dec = np.diff(a) <= 0
+    if dec.any():
+        i = int(np.argmax(dec))
+        raise LogError(
+            f"{name} must be strictly increasing, got {a[i]} followed by {a[i + 1]} "
+            f"(positions {i} and {i + 1})"
+        )
+
+
+def make_log(
+    sample: Any,
+    label: Any,
+    logits: Any,
+    train_loss: Any,
+    val_loss: Any = None,
+    val_acc: Any = None,
+    *,
+    steps: Any = None,
+    eval_steps: Any = None,
+    trials: Any = None,
+    attrs: Mapping | None = None,
+) -> xr.Dataset:
+    """Build a checked trajectory log from arrays.
+
+    `sample`, `label`, `train_loss` have shape (T, S); `logits` (T, S, K), which sets
+    K; `val_loss` and `val_acc` (T, E), or both None for a log without validation
+    (E = 0). `steps` (S,) defaults to 0..S-1 and `trials` (T,) to 0..T-1.
+    `eval_steps` (E,) is required unless E is 0 or E equals S (then the eval steps
+    are the steps). Integer arrays given as floats must hold integral values.
+    Integers are stored as int32 and floats as float32; `attrs` (str/int/float values)
+    are added to the format's own attrs. Raises `LogError` naming the offending input.
+    """
+    sample = _int_array("sample", sample, 2)
+    label = _int_array("label", label, 2)
+    logits = _float_array("logits", logits, 3)
+    train_loss = _float_array("train_loss", train_loss, 2)
+    T, S, K = logits.shape
+    if T < 1 or S < 1 or K < 1:
+        raise LogError(
+            f"logits must have at least one trial, step and class, got shape "
+            f"{logits.shape} (trial, step, class)"
+        )
+    for name, a in (("sample", sample), ("label", label), ("train_loss", train_loss)):
+        if a.shape != (T, S):
+            raise LogError(
+                f"{name} must have shape (trial, step) = {(T, S)} like logits, got "
+                f"{a.shape}"
+            )
+    if (val_loss is None) != (val_acc is None):
+        raise LogError(
+            "val_loss and val_acc must both be given or both be None, got "
+            f"val_loss {'None' if val_loss is None else 'given'} and val_acc "
+            f"{'None' if val_acc is None else 'given'}"
+        )
+    if val_loss is None:
+        val_loss = val_acc = np.zeros((T, 0), np.float32)
+    val_loss = _float_array("val_loss", val_loss, 2)
+    val_acc = _float_array("val_acc", val_acc, 2)
+    if val_loss.shape[0] != T or val_acc.shape != val_loss.shape:
+        raise LogError(
+            f"val_loss and val_acc must have shape (trial, eval_step) = ({T}, E) with "
+            f"the same E, got {val_loss.shape} and {val_acc.shape}"
+        )
+    E = val_loss.shape[1]
+
+    steps = np.arange(S, dtype=np.int64) if steps is None else _int_array("steps", steps, 1)
+    if steps.shape != (S,):
+        raise LogError(f"steps must have shape ({S},) (one per step), got {steps.shape}")
+    if eval_steps is None:
+        if E not in (0, S):
+            raise LogError(
+                f"eval_steps must be given: val_loss has {E} eval steps, neither 0 nor "
+                f"the {S} steps"
+            )
+        eval_steps = steps if E == S else np.zeros(0, np.int64)
+    eval_steps = _int_array("eval_steps", eval_steps, 1)
+    if eval_steps.shape != (E,):
+        raise LogError(
+            f"eval_steps must have shape ({E},) like the eval_step axis of val_loss, "
+            f"got {eval_steps.shape}"
+        )
+    trials = np.arange(T, dtype=np.int64) if trials is None else _int_array("trials", trials, 1)
+    if trials.shape != (T,):
+        raise LogError(f"trials must have shape ({T},) (one per trial), got {trials.shape}")
+
+    attrs = _check_attrs(dict(attrs or {}))
+    clash = [k for k in _RESERVED if k in attrs]
+    if clash:
+        raise LogError(f"attribute {clash[0]!r} is reserved by the log format")
+    with np.errstate(over="ignore"):
+        ds = xr.Dataset(
+            {
+                "sample": (_DIMS["sample"], _to_int32("sample", sample)),
+                "label": (_DIMS["label"], _to_int32("label", label)),
+                "logits": (_DIMS["logits"], logits.astype(np.float32)),
+                "train_loss": (_DIMS["train_loss"], train_loss.astype(np.float32)),
+                "val_loss": (_DIMS["val_loss"], val_loss.astype(np.float32)),
+                "val_acc": (_DIMS["val_acc"], val_acc.astype(np.float32)),
+            },
+            coords={
+                "trial": trials,
+                "step": steps,
+                "class": np.arange(K, dtype=np.int64),
+                "eval_step": eval_steps,
+            },
+            attrs={"lesde_log": MARKER, "num_classes": K, **attrs},
+        )
+    return check_log(ds)
+
+
+def _first_bad(ds: xr.Dataset, name: str, bad: np.ndarray) -> str:
+    """'trial 3, step 17' (and ', class 2') for the first True entry of `bad`."""
+    idx = np.argwhere(bad)[0]
+    dims = ds[name].dims
+    parts = [f"{d} {ds[d].values[i].item()}" for d, i in zip(dims, idx)]
+    return ", ".join(parts) + f": {ds[name].values[tuple(idx)].item()!r}"
+
+
+def check_log(ds: xr.Dataset) -> xr.Dataset:
+    """Check that `ds` is a trajectory log and return it unchanged.
+
+    Checks the format marker, the attrs (str/int/float; `num_classes` = K), the six
+    data variables and their dims, the coordinates (`class` = 0..K-1; `trial`, `step`,
+    `eval_step` strictly increasing integers, steps >= 0; eval steps need not be
+    steps), integer dtypes of `sample` and `label`, labels in 0..K-1, samples >= 0,
+    and finite logits, train losses and validation values. Raises `LogError` naming
+    the variable and, for values, the first offending trial and step (and class).
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise LogError(f"a trajectory log must be an xarray.Dataset, got {type(ds).__name__}")
+    if "lesde_log" not in ds.attrs:
+        raise LogError(
+            "missing attribute 'lesde_log' (the format marker, 'trajectory'): not a "
+            "trajectory log"
+        )
+    if ds.attrs["lesde_log"] != MARKER:
+        raise LogError(
+            f"attribute 'lesde_log' must be {MARKER!r}, got {ds.attrs['lesde_log']!r}"
+        )
+    _check_attrs(ds.attrs)
+    for name, dims in _DIMS.items():
+        if name not in ds.data_vars:
+            raise LogError(f"missing data variable {name!r} with dims {dims}")
+        if ds[name].dims != dims:
+            missing = [d for d in dims if d not in ds[name].dims]
+            what = f"missing dim {missing[0]!r}" if missing else "dims in another order"
+            raise LogError(
+                f"data variable {name!r} must have dims {dims}, got {ds[name].dims} "
+                f"({what})"
+            )
+    for dim in ("trial", "step", "class", "eval_step"):
+        if dim not in ds.coords:
+            raise LogError(f"missing coordinate {dim!r} (the {dim} values)")
+        if not np.issubdtype(ds[dim].dtype, np.integer):
+            raise LogError(f"coordinate {dim!r} must hold integers, got dtype {ds[dim].dtype}")
+    T, S, K = ds.sizes["trial"], ds.sizes["step"], ds.sizes["class"]
+    if T < 1 or S < 1 or K < 1:
+        raise LogError(
+            f"a log needs at least one trial, step and class, got trial = {T}, "
+            f"step = {S}, class = {K}"
+        )
+    k = ds.attrs.get("num_classes")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k != K:
+        raise LogError(
+            f"attribute 'num_classes' must equal the size of dim 'class' ({K}), got {k!r}"
+        )
+    if not np.array_equal(ds["class"].values, np.arange(K)):
+        raise LogError(f"coordinate 'class' must be 0..{K - 1}, got {ds['class'].values.tolist()}")
+    _strictly_increasing("coordinate 'trial'", ds["trial"].values, nonneg=False)
+    _strictly_increasing("coordinate 'step'", ds["step"].values, nonneg=True)
+    _strictly_increasing("coordinate 'eval_step'", ds["eval_step"].values, nonneg=True)
+
+    for name in _INT_VARS:
+        if ds[name].dtype == bool or not np.issubdtype(ds[name].dtype, np.integer):
+            raise LogError(f"data variable {name!r} must hold integers, got dtype {ds[name].dtype}")
+    for name in _FLOAT_VARS:
+        if not np.issubdtype(ds[name].dtype, np.floating):
+            raise LogError(f"data variable {name!r} must hold floats, got dtype {ds[name].dtype}")
+    label = ds["label"].values
+    bad = (label < 0) | (label >= K)
+    if bad.any():
+        raise LogError(
+            f"label must lie in 0..{K - 1} (num_classes = {K}), got at "
+            + _first_bad(ds, "label", bad)
+        )
+    bad = ds["sample"].values < 0
+    if bad.any():
+        raise LogError("sample must be >= 0, got at " + _first_bad(ds, "sample", bad))
+    for name in _FLOAT_VARS:
+        bad = ~np.isfinite(ds[name].values)
+        if bad.any():
+            raise LogError(f"{name} must be finite, got at " + _first_bad(ds, name, bad))
+    return ds
+
+
+# ---------------------------------------------------------------------------------
+# Files
+
+
+def _suffix(path: Path) -> str:
+    s = path.suffix.lower()
+    if s not in (".nc", ".csv"):
+        raise LogError(
+            f"cannot tell the format of {str(path)!r} from its suffix {path.suffix!r}: "
+            "use .nc (netCDF) or .csv (the authors' CSV layout)"
+        )
+    return s
+
+
+def write_log(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a trajectory log to `path`: netCDF3 (xarray, engine "scipy") for a .nc
+    path, the CSV layout (`write_csv`) for a .csv path.
+
+    The log is checked first. netCDF3 has no 64-bit integers: integer variables and
+    coordinates are stored as int32 (`read_log` gives the coordinates back as int64).
+    A log with no eval steps is stored without `val_loss`, `val_acc` and `eval_step`
+    (netCDF3 cannot store an empty dimension) and the attr `lesde_empty_eval` = 1.
+    The file is written under a temporary name and renamed when complete. Returns
+    the path.
+    """
+    path = Path(path)
+    if _suffix(path) == ".csv":
+        return write_csv(ds, path)
+    ds = check_log(ds)
+    out = ds.copy()
+    for name in list(out.variables):
+        if np.issubdtype(out[name].dtype, np.integer):
+            kind = "coordinate" if name in out.coords else "data variable"
+            out[name] = out[name].copy(data=_to_int32(f"{kind} {name!r}", out[name].values))
+    for v in out.variables.values():
+        v.encoding = {}
+    out.attrs = _check_attrs(ds.attrs)
+    if ds.sizes["eval_step"] == 0:
+        out = out.drop_vars(["val_loss", "val_acc", "eval_step"])
+        out.attrs[_EMPTY_EVAL] = 1
+    _atomic_write(path, lambda p: out.to_netcdf(p, engine="scipy"))
+    return path
+
+
+def read_log(path: str | Path) -> xr.Dataset:
+    """Read a trajectory log: a .nc file written by `write_log` (loaded into memory,
+    the file closed) or a .csv file in the authors' layout (`read_csv`). Returns the
+    checked Dataset; raises `LogError` for an unknown suffix or a malformed log."""
+    path = Path(path)
+    if _suffix(path) == ".csv":
+        return read_csv(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no log file at {str(path)!r}")
+    try:
+        with xr.open_dataset(path, engine="scipy") as f:
+            ds = f.load()
+    except (TypeError, ValueError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LogError(f"{path}: not a readable netCDF3 file ({first})") from e
+    attrs = {}
+    for key, value in ds.attrs.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        attrs[key] = value
+    if attrs.pop(_EMPTY_EVAL, 0):
+        if "trial" not in ds.dims:
+            raise LogError(f"{path}: missing dim 'trial'")
+        T = ds.sizes["trial"]
+        ds = ds.assign(
+            val_loss=(_DIMS["val_loss"], np.zeros((T, 0), np.float32)),
+            val_acc=(_DIMS["val_acc"], np.zeros((T, 0), np.float32)),
+        ).assign_coords(eval_step=np.zeros(0, np.int64))
+    ds.attrs = attrs
+    for dim in ("trial", "step", "class", "eval_step"):
+        if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.integer):
+            ds = ds.assign_coords({dim: ds[dim].values.astype(np.int64)})
+    try:
+        return check_log(ds)
+    except LogError as e:
+        raise LogError(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------
+# The authors' CSV layout
+
+
+def csv_columns(num_classes: int) -> list[str]:
+    """The header of the CSV layout for `num_classes` classes."""
+    logit_cols = [f"y_logit{k}" for k in range(num_classes)]
+    return [*_CSV_FIXED, *logit_cols, *_CSV_TAIL]
+
+
+def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a trajectory log in the authors' CSV layout.
+
+    One row per trial and step, ordered by trial then step, header
+    ``trial,itr,smp,y,y_logit0,...,y_logit{K-1},tr_loss,val_loss,val_acc`` (`itr` is the
+    step coordinate). `val_loss`/`val_acc` are written on the rows of eval steps and
+    left empty elsewhere, so every eval step must be a step. Floats are written in the
+    shortest form that reads back to the same value in their own precision (float32
+    or float64). Attrs are not stored. The log is checked first; the file is written
+    under a temporary name and renamed when complete. Returns the path.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    ds = check_log(ds)
+    steps = ds["step"].values
+    evals = ds["eval_step"].values
+    pos = np.searchsorted(steps, evals)
+    missing = (pos >= steps.size) | (steps[np.minimum(pos, steps.size - 1)] != evals)
+    if missing.any():
+        raise LogError(
+            f"eval_step {evals[np.argmax(missing)]} is not a step: the CSV layout stores "
+            "validation values on the row of their step"
+        )
+    T, S, K = ds.sizes["trial"], ds.sizes["step"], ds.sizes["class"]
+    cols: dict[str, np.ndarray] = {
+        "trial": np.repeat(ds["trial"].values, S),
+        "itr": np.tile(steps, T),
+        "smp": ds["sample"].values.ravel(),
+        "y": ds["label"].values.ravel(),
+    }
+    logits = ds["logits"].values.reshape(T * S, K)
+    for k in range(K):
+        cols[f"y_logit{k}"] = logits[:, k]
+    cols["tr_loss"] = ds["train_loss"].values.ravel()
+    for name in ("val_loss", "val_acc"):
+        full = np.full((T, S), np.nan, dtype=ds[name].dtype)
+        full[:, pos] = ds[name].values
+        cols[name] = full.ravel()
+    frame = pd.DataFrame(cols, columns=csv_columns(K))
+    _atomic_write(path, lambda p: frame.to_csv(p, index=False, na_rep="", lineterminator="\n"))
+    return path
+
+
+_NAN_WORDS = ("nan", "+nan", "-nan")
+
+
+def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
+    """Read a log in the authors' CSV layout into a checked trajectory log.
+
+    K is the number of `y_logit` columns, which must be y_logit0..y_logit{K-1}
+    (`num_classes`, if given, must agree); columns may come in any order. Rows may come
+    in any order; they are sorted by trial, then itr. The trial ids are kept as the
+    `trial` coordinate and the itr values become the `step` coordinate; every trial must
+    have the same itr values. The eval steps are the itr values whose `val_loss` and
+    `val_acc` are filled (in every trial alike; if every row is filled, every step is an
+    eval step). Blank lines are skipped.
+
+    Raises `LogError` naming the 1-based line of the file and the column for: an unknown
+    or duplicated column, a non-numeric cell, an empty cell where a value is required, a
+    label `y` that is not an integer in 0..K-1, a non-finite logit or tr_loss, a
+    negative smp or itr, a row with only one of val_loss/val_acc, a duplicated
+    (trial, itr) row, a trial whose itr values differ from the first trial's, and eval
+    steps that differ between trials. A missing column is named (it has no line).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no CSV log at {str(path)!r}")
+    def read(**kw):
+        try:
+            return pd.read_csv(path, header=None, index_col=False, **kw)
+        except pd.errors.EmptyDataError:
+            raise LogError(f"{path}: line 1: empty file, expected the header") from None
+        except pd.errors.ParserError as e:
+            m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+            if m:
+                raise LogError(
+                    f"{path}: line {m[2]}: {m[3]} fields, but the header (line 1) has "
+                    f"{m[1]} columns"
+                ) from None
+            raise LogError(f"{path}: cannot parse as CSV ({e})") from None
+
+    def fail(line, col, what):
+        where = f"line {line}" + (f", column {col!r}" if col is not None else "")
+        raise LogError(f"{path}: {where}: {what}")
+
+    first = read(nrows=1, dtype=str, na_filter=False)
+    header = [str(h).strip() for h in first.iloc[0].tolist()]
+    seen = set()
+    for h in header:
+        if h in seen:
+            fail(1, h, "duplicated column")
+        seen.add(h)
+    logit_ids = {}
+    for h in header:
+        m = re.fullmatch(r"y_logit(0|[1-9][0-9]*)", h)
+        if m:
+            logit_ids[int(m[1])] = h
+        elif h not in _CSV_FIXED + _CSV_TAIL:
+            fail(1, h, "unknown column (the layout has trial,itr,smp,y,"
+                 "y_logit0..y_logit{K-1},tr_loss,val_loss,val_acc)")
+    K = len(logit_ids)
+    for name in (*_CSV_FIXED, *_CSV_TAIL):
+        if name not in seen:
+            raise LogError(f"{path}: missing column {name!r}")
+    if K == 0:
+        raise LogError(f"{path}: missing column 'y_logit0' (no logit columns)")
+    for k in range(K):
+        if k not in logit_ids:
+            raise LogError(
+                f"{path}: missing column 'y_logit{k}': the logit columns must be "
+                f"y_logit0..y_logit{{K-1}}, got {[logit_ids[i] for i in sorted(logit_ids)]}"
+            )
+    if num_classes is not None and num_classes != K:
+        raise LogError(
+            f"{path}: num_classes = {num_classes!r}, but the file has {K} logit columns "
+            f"(y_logit0..y_logit{K - 1})"
+        )
+
+    # Numbers are parsed by pandas; only empty cells become NaN, so a column holding
+    # anything else ("nan", words) comes back as strings and is parsed cell by cell.
+    data = read(
+        skiprows=1, names=header, keep_default_na=False, na_values=[""],
+        skip_blank_lines=False,
+    )
+    if len(data) == 0:
+        raise LogError(f"{path}: no data rows below the header")
+    cells = {}  # column -> (values, empty, "nan" written, text of a cell)
+    for h in header:
+        col = data[h]
+        if col.dtype.kind in "iuf":
+            v = col.to_numpy(dtype=np.float64)
+            integral = col.dtype.kind in "iu"
+
+            def text(i, v=v, integral=integral):
+                x = float(v[i])
+                whole = integral or (x.is_integer() and abs(x) < 1e16)
+                return str(int(x)) if whole else repr(x)
+
+            empty = np.isnan(v)
+            cells[h] = (v, empty, np.zeros(v.shape, bool), text)
+        else:
+            s = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+            t = s.to_numpy(dtype=object)
+            cells[h] = (v, t == "", s.str.lower().isin(_NAN_WORDS).to_numpy(),
+                        lambda i, t=t: t[i])
+    blank = np.logical_and.reduce([cells[h][1] for h in header])
+    if blank.all():
+        raise LogError(f"{path}: no data rows below the header")
+    lines = np.arange(2, 2 + len(data))[~blank]
+    if blank.any():  # skip blank lines
+        kept = np.flatnonzero(~blank)
+        cells = {
+            h: (v[kept], e[kept], w[kept], lambda i, f=f: f(kept[i]))
+            for h, (v, e, w, f) in cells.items()
+        }
+
+    # (row, column position, order of the check, line, column, message) of the first
+    # bad row of each check; the earliest row is reported
+    errors = []
+
+    def note(bad, col, message):
+        if bad.any():
+            i = int(np.argmax(bad))
+            errors.append((i, header.index(col), len(errors), lines[i], col, message(i)))
+
+    def parse(col, *, required=True):
+        v, empty, nan_word, text = cells[col]
+        note(np.isnan(v) & ~empty & ~nan_word, col, lambda i: f"non-numeric value {text(i)!r}")
+        if required:
+            note(empty, col, lambda i: "empty cell")
+        return v, empty, nan_word, text
+
+    def integers(col, low, high, what, why=""):
+        v, empty, _, text = parse(col)
+        ok = np.isfinite(v)
+        whole = ok & (v == np.round(np.where(ok, v, 0)))
+        note(~empty & ~whole, col, lambda i: f"{what} {text(i)!r} is not an integer")
+        note(whole & ((v < low) | (v > high)), col,
+             lambda i: f"{what} {text(i)} is out of range {low}..{high}{why}")
+        return np.where(whole, v, 0).astype(np.int64)
+
+    def floats(col, *, required=True):
+        v, empty, nan_word, text = parse(col, required=required)
+        with np.errstate(over="ignore"):
+            v32 = v.astype(np.float32)
+        note(~np.isfinite(v32) & (~np.isnan(v) | nan_word), col,
+             lambda i: f"value {text(i)!r} is not a finite float32")
+        return v, empty
+
+    trial = integers("trial", -(2**53), 2**53, "trial")
+    itr = integers("itr", 0, int(_INT32.max), "itr")
+    smp = integers("smp", 0, int(_INT32.max), "sample index")
+    y = integers("y", 0, K - 1, "label", f" (K = {K} from the y_logit columns)")
+    logits = np.stack([floats(f"y_logit{k}")[0] for k in range(K)], axis=1)
+    tr_loss = floats("tr_loss")[0]
+    val_loss, no_loss = floats("val_loss", required=False)
+    val_acc, no_acc = floats("val_acc", required=False)
+    note(no_loss & ~no_acc, "val_loss", lambda i: "empty, but val_acc on the same row is not")
+    note(no_acc & ~no_loss, "val_acc", lambda i: "empty, but val_loss on the same row is not")
+    if errors:
+        _, _, _, line, col, message = min(errors)
+        fail(line, col, message)
+
+    order = np.lexsort((itr, trial))  # stable: of duplicated rows the first comes first
+    trial, itr, lines = trial[order], itr[order], lines[order]
+    dup = (trial[1:] == trial[:-1]) & (itr[1:] == itr[:-1])
+    if dup.any():
+        i = int(np.argmin(np.where(dup, lines[1:], np.iinfo(np.int64).max)))
+        fail(lines[i + 1], "itr",
+             f"duplicated row for trial {trial[i + 1]}, itr {itr[i + 1]} (first at line "
+             f"{lines[i]})")
+    tids, starts, counts = np.unique(trial, return_index=True, return_counts=True)
+    T, S = tids.size, int(counts[0])
+    ref = itr[:S]
+    if not (counts == S).all() or not (itr.reshape(T, S) == ref).all():
+        for t, start, count in zip(tids[1:], starts[1:], counts[1:]):
+            mine = itr[start:start + count]
+            if count == S and (mine == ref).all():
+                continue
+            extra = np.setdiff1d(mine, ref)
+            lack = np.setdiff1d(ref, mine)
+            if extra.size and (not lack.size or extra[0] < lack[0]):
+                line = lines[start + np.searchsorted(mine, extra[0])]
+                fail(line, "itr",
+                     f"trial {t} has itr {extra[0]}, which trial {tids[0]} does not have "
+                     "(every trial must have the same itr values)")
+            line = lines[np.searchsorted(ref, lack[0])]
+            fail(line, "itr",
+                 f"trial {t} has no row with itr {lack[0]}, which trial {tids[0]} has at "
+                 "this line (every trial must have the same itr values)")
+    has = ~no_loss[order].reshape(T, S)
+    differ = (has != has[0]).any(axis=1)
+    if differ.any():
+        t = int(np.argmax(differ))
+        j = int(np.argmax(has[t] != has[0]))
+        fail(lines[t * S + j], "val_loss",
+             f"trial {tids[t]} {'has' if has[t, j] else 'has no'} validation values at itr "
+             f"{ref[j]}, unlike trial {tids[0]} (every trial must be evaluated at the same "
+             "itr values)")
+
+    shape = (T, S)
+    ev = has[0]
+    try:
+        return make_log(
+            smp[order].reshape(shape), y[order].reshape(shape),
+            logits[order].reshape(T, S, K), tr_loss[order].reshape(shape),
+            val_loss[order].reshape(shape)[:, ev], val_acc[order].reshape(shape)[:, ev],
+            steps=ref, eval_steps=ref[ev], trials=tids,
+        )
+    except LogError as e:  # pragma: no cover - the row checks above come first
+        raise LogError(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------
+# Class-mean logits
+
+
+def class_mean_logits(ds: xr.Dataset, *, window: int = 1) -> xr.DataArray:
+    """The class-mean logit trajectories of a log, as the LE-SDE authors compute them.
+
+    For window = 1: Xbar_k(t)[j] = mean of logits[trial, t, j] over the trials whose
+    label at step t is k. For window = w > 1 the steps are pooled in non-overlapping
+    windows of w consecutive steps (a trailing partial window is dropped) and the mean
+    runs over all rows of all trials in the window with label k; the `step` coordinate
+    becomes the mean step of each window. Returns a float64 DataArray with dims
+    (`step`, `class`, `logit`), NaN where no row has label k, and the number of rows
+    averaged as the non-dimension coordinate `count` (step, class).
+    """
+    ds = check_log(ds)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    T, S, K = ds.sizes["trial"], ds.sizes["step"], ds.sizes["class"]
+    w = int(window)
+    n = S // w
+    if n == 0:
+        raise ValueError(f"window = {w} is longer than the log's {S} steps")
+    labels = ds["label"].values[:, : n * w].reshape(T, n, w)
+    logits = ds["logits"].values[:, : n * w].astype(np.float64).reshape(T, n, w, K)
+    onehot = (labels[..., None] == np.arange(K)).astype(np.float64)  # (T, n, w, K)
+    a = onehot.transpose(1, 3, 0, 2).reshape(n, K, T * w)  # (window, class, rows)
+    b = logits.transpose(1, 0, 2, 3).reshape(n, T * w, K)  # (window, rows, logit)
+    sums = a @ b  # (window, class, logit)
+    counts = a.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts[..., None] > 0, sums / counts[..., None], np.nan)
+    steps = ds["step"].values[: n * w]
+    step = steps if w == 1 else steps.reshape(n, w).mean(axis=1)
+    return xr.DataArray(
+        means,
+        dims=("step", "class", "logit"),
+        coords={
+            "step": step,
+            "class": np.arange(K),
+            "logit": np.arange(K),
+            "count": (("step", "class"), counts.astype(np.int64)),
+        },
+        name="class_mean_logits",
+        attrs={"window": w},
+    )
