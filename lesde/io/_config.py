@@ -529,13 +529,17 @@ def load_config(path: str | Path | None = None, schema: type[BaseModel] | None =
     if path is None:
         path = DEFAULT_SPRING_CONFIG if schema is SpringRunConfig else DEFAULT_CONFIG
     path = Path(path)
+    return parse_config(read_yaml(path), source=str(path), schema=schema)
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML of a config file; ConfigError if missing or not YAML."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config {path} is not valid YAML: {e}") from e
-    return parse_config(data, source=str(path), schema=schema)
 
 
 def parse_config(data: Any, source: str = "<dict>", schema: type[BaseModel] | None = None):

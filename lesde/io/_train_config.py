@@ -190,18 +190,12 @@ def load_train_config(path) -> TrajectoriesConfig | SeparationConfig:
     schema); ConfigError names the offending key and value."""
     from pathlib import Path
 
-    import yaml
     from pydantic import TypeAdapter, ValidationError
 
-    from ._config import _format, ConfigError
+    from ._config import _format, ConfigError, read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from e
+    data = read_yaml(path)
     if not isinstance(data, dict) or data.get("experiment") not in ("trajectories", "separation"):
         got = data.get("experiment") if isinstance(data, dict) else data
         raise ConfigError(

@@ -146,8 +146,8 @@ class MLP(AbstractNetwork):
     """A plain multilayer perceptron: h_0 = flatten(x), h_l = act(W_l h_{l-1} + b_l) for
     l = 1..depth-1, logits = W_depth h_{depth-1} + b_depth.
 
-    `activation` is "relu", "tanh" or "linear"; `negative_slope` makes it a LeakyReLU
-    (0 = ReLU, 1 = linear). Representations: h_0, ..., h_{depth-1}.
+    `activation` is "relu", "tanh" or "linear" (the leaky slope is a `BNMLP` option).
+    Representations: h_0, ..., h_{depth-1}.
     """
 
     layers: tuple[eqx.nn.Linear, ...]
