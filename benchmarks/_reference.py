@@ -1,6 +1,8 @@
-"""The hand-written reference a user would write: Euler-Maruyama of the softmax-CE LE-SDE
-with independent noise in a jax.lax.scan, class sums, step i's noise from fold_in(key, i)
-(the same noise as lesde's FoldInBrownianPath, so the two compute the same trajectories)."""
+"""Shared by the benchmarks. The hand-written reference a user would write: Euler-Maruyama
+of the softmax-CE LE-SDE with independent noise in a jax.lax.scan, class sums, step i's
+noise from fold_in(key, i) (the same noise as lesde's FoldInBrownianPath, so the two
+compute the same trajectories); timing helpers (`timeit`, `summary`, `CompileClock`) and
+the writing of results with the environment."""
 
 import statistics
 import time
@@ -56,6 +58,30 @@ def timeit(fn, args, repeats: int) -> list[float]:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t)
     return times
+
+
+class CompileClock:
+    """Trace + lowering + XLA compile seconds, from `jax.monitoring` events (one clock per
+    process: the listener it registers stays registered)."""
+
+    def __init__(self):
+        self.events = []
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if event.startswith("/jax/core/compile/"):
+            self.events.append((event.rsplit("/", 1)[-1], duration))
+
+    def timed(self, fn, *args, **kwargs):
+        """(result, wall seconds, compile seconds, compile seconds by phase)."""
+        self.events.clear()
+        t = time.perf_counter()
+        out = jax.block_until_ready(fn(*args, **kwargs))
+        wall = time.perf_counter() - t
+        phases = {}
+        for name, d in self.events:
+            phases[name] = phases.get(name, 0.0) + d
+        return out, wall, sum(phases.values()), phases
 
 
 def summary(times: list[float]) -> dict[str, float]:

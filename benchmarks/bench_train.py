@@ -64,35 +64,12 @@ from lesde.nets import geomnist, make_network, train_sgd
 from lesde.nets._train import _INIT  # the stream of a trial's key that seeds its init
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _reference import summary, write_result  # noqa: E402
+from _reference import CompileClock, summary, write_result  # noqa: E402
 
 NETWORK, LR, SEED, N_PER_CLASS = "lenet", 0.005, 0, 100
 FULL = dict(trials=100, steps=200, repeats=3, ref_trials=10)
 QUICK = dict(trials=10, steps=20, repeats=1, ref_trials=2)
 RTOL = 1e-4
-
-
-class CompileClock:
-    """Trace + lowering + XLA compile seconds, from `jax.monitoring` events."""
-
-    def __init__(self):
-        self.events = []
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-    def _listen(self, event, duration, **kwargs):
-        if event.startswith("/jax/core/compile/"):
-            self.events.append((event.rsplit("/", 1)[-1], duration))
-
-    def timed(self, fn, *args, **kwargs):
-        """(result, wall seconds, compile seconds, compile seconds by phase)."""
-        self.events.clear()
-        t = time.perf_counter()
-        out = jax.block_until_ready(fn(*args, **kwargs))
-        wall = time.perf_counter() - t
-        phases = {}
-        for name, d in self.events:
-            phases[name] = phases.get(name, 0.0) + d
-        return out, wall, sum(phases.values()), phases
 
 
 def run_lesde(data, trials, steps):

@@ -3,6 +3,7 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from . import fit as fit
 from . import metrics as metrics
 from . import nets as nets
 from .models import *  # noqa: F403

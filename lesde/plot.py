@@ -387,3 +387,92 @@ def plot_separation_grid(ds, path: str | Path | None = None, *, variable: str = 
     if path is not None:
         _save(fig, path)
     return fig
+
+
+def _r2(pred, data) -> float:
+    """R^2 of pred against data (each coordinate's own mean) on the finite entries."""
+    ok = np.isfinite(data)
+    if not ok.any():
+        return float("nan")
+    mean = np.where(ok, data, 0.0).sum(0) / np.maximum(ok.sum(0), 1)
+    ss_tot = float((np.where(ok, data - mean, 0.0) ** 2).sum())
+    ss_res = float((np.where(ok, pred - data, 0.0) ** 2).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def plot_fit(ds, path: str | Path | None = None):
+    """The class means of a `lesde fit` result (its fit.nc Dataset): one panel per class
+    k (the first 10), with the data's class means Xbar_k(t)[j] as dots and the fitted
+    model's as lines, one colour per logit j (the own logit j = k drawn thicker), the
+    held-out window shaded; R^2 on the fit and held-out windows per class in the panel
+    titles (over the finite data, each coordinate against its own mean) and for all
+    classes in the figure title (the report's, from the attrs `r2_fit`, `r2_heldout`,
+    when present)."""
+    plt = _pyplot()
+    data, model = np.asarray(ds["data"]), np.asarray(ds["model"])
+    steps = np.asarray(ds["step"], dtype=float)
+    held = np.asarray(ds["heldout"], dtype=bool)
+    K, p = data.shape[1], data.shape[2]
+    n = min(K, 10)
+    cols = min(n, 5 if n > 6 else 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharex=True)
+    for k, ax in zip(range(n), axes.flat):
+        for j in range(p):
+            own = j == k
+            colour = f"C{j % 10}"
+            ax.plot(steps, data[:, k, j], ".", color=colour, ms=4.5 if own else 2.5,
+                    label=f"logit {j}" if k == 0 and j < 10 else None)
+            ax.plot(steps, model[:, k, j], "-", color=colour, lw=2.2 if own else 0.9)
+        if held.any():
+            ax.axvspan(steps[held].min(), steps[-1], color="0.85", alpha=0.6, lw=0, zorder=0)
+        fit_r2 = _r2(model[~held, k], data[~held, k])
+        held_r2 = _r2(model[held, k], data[held, k]) if held.any() else float("nan")
+        ax.set_title(f"class {k}: R$^2$ fit {fit_r2:.3g}, held-out {held_r2:.3g}", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("SGD step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("class-mean logit")
+    axes[0, 0].legend(fontsize=6, title="dots: data, lines: model\nshaded: held out",
+                      title_fontsize=6, ncol=2 if p > 5 else 1)
+    overall = _r2(model[~held], data[~held]), _r2(model[held], data[held]) if held.any() else float("nan")
+    overall = ds.attrs.get("r2_fit", overall[0]), ds.attrs.get("r2_heldout", overall[1])
+    fig.suptitle(
+        f"{ds.attrs.get('loss', 'fit')}, fitted until t = {ds.attrs.get('fit_until', float('nan')):g}: "
+        f"R$^2$ fit {overall[0]:.3g}, held-out {overall[1]:.3g} (all classes)", fontsize=9,
+    )
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def plot_closed_form(ds, path: str | Path | None = None):
+    """The closed-form estimates of a `lesde fit` result (its fit.nc Dataset): the
+    integrated impacts A_hat, B_hat (top) and the rates alpha_hat, beta_hat (bottom,
+    if computed) against the step (`cf_step`), on a log step axis (steps > 0)."""
+    plt = _pyplot()
+    steps = np.asarray(ds["cf_step"], dtype=float)
+    pos = steps > 0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)
+    for ax, names in ((top, ("A_hat", "B_hat")), (bottom, ("alpha_hat", "beta_hat"))):
+        for i, name in enumerate(names):
+            if name in ds.data_vars:
+                ax.plot(steps[pos], np.asarray(ds[name])[pos], color=f"C{i}", label=name)
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes)
+    top.set_ylabel("integrated impact")
+    bottom.set_ylabel("impact per step")
+    bottom.set_xlabel("SGD step")
+    top.set_title(f"closed form ({ds.attrs.get('closed_form_estimator', '')} inversion)", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig

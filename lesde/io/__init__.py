@@ -19,3 +19,8 @@ from ._logs import (
 )
 from ._results import versions as versions, write_run as write_run
 from ._sweep_io import run_sweep as run_sweep
+from ._fit_config import (
+    build_fit as build_fit,
+    FitConfig as FitConfig,
+    load_fit_config as load_fit_config,
+)

@@ -40,6 +40,15 @@ class AbstractSchedule(eqx.Module):
         """Raise a ValueError naming `name` if f(t) < 0 or is non-finite for some t >= 0
         (where that can be decided from the parameters)."""
 
+    @abc.abstractmethod
+    def time_scaled(self, stretch, amplitude) -> "AbstractSchedule":
+        """The schedule g(tau) = amplitude * f(stretch * tau), of the same kind.
+
+        A change of time unit t = s tau turns a rate f(t) per unit t into the rate
+        g(tau) = s f(s tau) per unit tau (stretch = amplitude = s), and a noise level
+        sigma(t) into sqrt(s) sigma(s tau) (a Brownian motion in tau is W(s tau)/sqrt(s)).
+        """
+
 
 class Constant(AbstractSchedule):
     """f(t) = c."""
@@ -62,6 +71,9 @@ class Constant(AbstractSchedule):
 
     def check_nonnegative(self, name):
         _nonneg(name, self.value)
+
+    def time_scaled(self, stretch, amplitude):
+        return eqx.tree_at(lambda f: f.value, self, amplitude * self.value)
 
 
 class PowerLaw(AbstractSchedule):
@@ -112,6 +124,12 @@ class PowerLaw(AbstractSchedule):
     def check_nonnegative(self, name):
         _nonneg(f"{name} (power-law c)", self.c)
 
+    def time_scaled(self, stretch, amplitude):
+        # a c (1 + s tau / t0)^(-r) = a c (1 + tau / (t0 / s))^(-r)
+        return eqx.tree_at(
+            lambda f: (f.c, f.t0), self, (amplitude * self.c, self.t0 / stretch)
+        )
+
 
 class PiecewiseLinear(AbstractSchedule):
     """Linear interpolation through knots (t_j, v_j); constant beyond the end knots.
@@ -149,7 +167,7 @@ class PiecewiseLinear(AbstractSchedule):
         ts, vs = self.times, self.values
         if ts.shape[0] == 1:
             return vs[0]
-        j = jnp.clip(jnp.searchsorted(ts, t, side="right") - 1, 0, ts.shape[0] - 2)
+        j = jnp.clip(jnp.searchsorted(ts, t, side="right", method="compare_all") - 1, 0, ts.shape[0] - 2)
         w = jnp.clip((t - ts[j]) / (ts[j + 1] - ts[j]), 0.0, 1.0)
         return vs[j] + w * (vs[j + 1] - vs[j])
 
@@ -165,7 +183,7 @@ class PiecewiseLinear(AbstractSchedule):
         pieces = 0.5 * (vs[1:] + vs[:-1]) * jnp.diff(ts)[expand]
         cum = jnp.concatenate([jnp.zeros_like(vs[:1]), jnp.cumsum(pieces, axis=0)])
         tc = jnp.clip(t, ts[0], ts[-1])
-        j = jnp.clip(jnp.searchsorted(ts, tc, side="right") - 1, 0, ts.shape[0] - 2)
+        j = jnp.clip(jnp.searchsorted(ts, tc, side="right", method="compare_all") - 1, 0, ts.shape[0] - 2)
         inside = cum[j] + 0.5 * (vs[j] + self._interp(tc)) * (tc - ts[j])
         before = vs[0] * jnp.minimum(t - ts[0], 0.0)
         after = vs[-1] * jnp.maximum(t - ts[-1], 0.0)
@@ -180,6 +198,11 @@ class PiecewiseLinear(AbstractSchedule):
 
     def check_nonnegative(self, name):
         _nonneg(f"{name} (knot values)", self.values)
+
+    def time_scaled(self, stretch, amplitude):
+        return eqx.tree_at(
+            lambda f: (f.times, f.values), self, (self.times / stretch, amplitude * self.values)
+        )
 
 
 class Function(AbstractSchedule):
@@ -220,6 +243,12 @@ class Function(AbstractSchedule):
 
     def check_nonnegative(self, name):
         pass  # decided on the time grid when a simulation starts
+
+    def time_scaled(self, stretch, amplitude):
+        raise ValueError(
+            "a Function schedule (a user callable) has no parameters to rescale or fit; "
+            "use Constant, PowerLaw or PiecewiseLinear"
+        )
 
 
 def as_schedule(name: str, x: Any, shape: tuple[int, ...] | None = None) -> AbstractSchedule:

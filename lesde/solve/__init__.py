@@ -1,4 +1,5 @@
 from ._brownian import FoldInBrownianPath as FoldInBrownianPath
+from ._tsit5 import UnrolledTsit5 as UnrolledTsit5
 from ._simulate import (
     simulate as simulate,
     SOLVERS as SOLVERS,

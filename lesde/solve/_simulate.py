@@ -16,6 +16,7 @@ from .._checks import as_float_array, check_finite, check_shape, is_concrete, sh
 from ..models._base import AbstractDynamics, AbstractMap
 from ..models._le_sde import LEODE
 from ._brownian import FoldInBrownianPath
+from ._tsit5 import UnrolledTsit5
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
@@ -24,7 +25,7 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "sea": diffrax.SEA,
     "shark": diffrax.ShARK,
     "sra1": diffrax.SRA1,
-    "tsit5": diffrax.Tsit5,
+    "tsit5": UnrolledTsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
 }
@@ -68,7 +69,7 @@ class Trajectory(eqx.Module):
 
 def _solver(solver, model: AbstractDynamics) -> diffrax.AbstractSolver:
     if solver is None:
-        return diffrax.Tsit5() if isinstance(model, LEODE) else diffrax.Euler()
+        return UnrolledTsit5() if isinstance(model, LEODE) else diffrax.Euler()
     if isinstance(solver, str):
         if solver.lower() not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
@@ -167,7 +168,8 @@ def simulate(
       time and saved instead of X (keeps memory at O(metrics), not O(N p)).
     - `solver`: a diffrax solver or its name: 'euler' (default for SDEs), 'heun',
       'midpoint', 'sea', 'shark', 'sra1' (additive noise), 'tsit5' (default for the
-      LE-ODE), 'dopri5', 'dopri8'.
+      LE-ODE; `UnrolledTsit5`, diffrax's Tsit5 with its stages written out, which
+      halves the cost of reverse-mode gradients on small states), 'dopri5', 'dopri8'.
     - `brownian`: 'fold_in' (default; `FoldInBrownianPath`, fixed steps, fast and
       reverse-differentiable) or 'virtual_tree' (`diffrax.VirtualBrownianTree` with
       tolerance dt/2; needed for adaptive step sizes, much slower), or a Brownian path
@@ -236,10 +238,42 @@ def simulate(
     if key is None:
         key = jax.random.key(0)  # unused: deterministic model with given y0
     levy = _levy_area(solver) if stochastic else diffrax.BrownianIncrement
+    on_grid = None if adaptive else _grid_index(ts, t0, dt, num_steps, _save_size(model, fn))
     return _solve(
-        model, y0, key, ts, fn, solver, float(t0), float(t1), float(dt), num_steps,
-        brownian, levy, stepsize_controller, adjoint, max_steps, progress,
+        model, y0, key, None if on_grid else ts, fn, solver, float(t0), float(t1), float(dt),
+        num_steps, brownian, levy, stepsize_controller, adjoint, max_steps, progress, on_grid,
     )
+
+
+_GRID_SAVE_LIMIT = 2**22  # numbers kept when saving after every step (16 MiB in float32)
+
+
+def _save_size(model, fn) -> int:
+    """How many numbers one save holds (the state, or what `fn` returns)."""
+    y = jax.ShapeDtypeStruct(model.state_shape, jnp.result_type(float))
+    if fn is None:
+        return math.prod(model.state_shape)
+    out = jax.eval_shape(lambda y: fn(jnp.zeros(()), y, model), y)
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(out))
+
+
+def _grid_index(ts, t0, dt, num_steps, save_size) -> tuple[int, ...] | None:
+    """The step numbers of the save times if every one is a grid time t0 + i dt (to
+    1e-9 of a step) and saving after every step keeps at most 4 times the numbers asked
+    for (or at most `_GRID_SAVE_LIMIT`), else None. Such saves are taken after the
+    steps themselves (`SaveAt(steps=True)`) and gathered, without diffrax's
+    search-and-interpolate loop over save times, which is a good part of a
+    reverse-mode pass on small states."""
+    if ts is None or not is_concrete(ts):
+        return None
+    i = (np.asarray(ts, dtype=np.float64) - t0) / dt
+    idx = np.rint(i)
+    if np.abs(i - idx).max() > 1e-9 * max(1.0, num_steps) or idx.min() < 0 or idx.max() > num_steps:
+        return None
+    kept = (num_steps + 1) * save_size
+    if kept > max(4 * len(idx) * save_size, _GRID_SAVE_LIMIT):
+        return None
+    return tuple(int(k) for k in idx)
 
 
 def _default_adjoint(controller, num_steps):
@@ -251,7 +285,7 @@ def _default_adjoint(controller, num_steps):
 @eqx.filter_jit
 def _solve(
     model, y0, key, ts, fn, solver, t0, t1, dt, num_steps, brownian, levy,
-    controller, adjoint, max_steps, progress,
+    controller, adjoint, max_steps, progress, on_grid=None,
 ):
     init_key, bm_key = jax.random.split(key)
     if y0 is None:
@@ -275,11 +309,12 @@ def _solve(
         return jnp.all(jnp.isfinite(y))
 
     save_fn = (lambda t, y, args: y) if fn is None else (lambda t, y, args: fn(t, y, model))
-    user = (
-        diffrax.SubSaveAt(t1=True, fn=save_fn)
-        if ts is None
-        else diffrax.SubSaveAt(ts=ts, fn=save_fn)
-    )
+    if on_grid is not None:  # save times on the grid: after every step, then gather
+        user = diffrax.SubSaveAt(t0=True, steps=True, fn=save_fn)
+    elif ts is None:
+        user = diffrax.SubSaveAt(t1=True, fn=save_fn)
+    else:
+        user = diffrax.SubSaveAt(ts=ts, fn=save_fn)
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True, fn=finite), user])
     sol = diffrax.diffeqsolve(
         terms,
@@ -298,8 +333,13 @@ def _solve(
     is_finite, saved = sol.ys
     ok = sol.result == diffrax.RESULTS.successful
     status = jnp.where(ok, jnp.where(is_finite[-1], SUCCESS, DIVERGED), SOLVER_FAILED)
+    save_ts = sol.ts[1]
+    if on_grid is not None:
+        index = jnp.asarray(on_grid)
+        save_ts = t0 + dt * index.astype(save_ts.dtype)
+        saved = jax.tree_util.tree_map(lambda x: x[index], saved)
     return Trajectory(
-        ts=sol.ts[1],
+        ts=save_ts,
         ys=saved,
         status=status.astype(jnp.int32),
         result=sol.result,

@@ -1,0 +1,393 @@
+"""Configurations of `lesde fit` (YAML), validated by a pydantic schema before any
+computation, and `build_fit`, which turns a configuration and a trajectory log into the
+objects of `lesde.fit` (the starting parameters, the loss, the free parameters).
+
+Every key has a default, so an empty file is a valid configuration: an LE-ODE with the
+identity gradient model and a locally elastic impact, piecewise linear in time, fitted
+to the class-mean logits of 50-step windows of the first 75% of the log's steps. Unknown
+keys, wrong types, impossible values and combinations that do not go together are
+refused with the offending key named.
+"""
+
+import math
+from typing import Annotated, Any, Literal, NamedTuple
+
+import numpy as np
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from ._config import _Strict
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _knots(v: Any) -> Any:
+    """A number of knots (an int >= 2) or a list of >= 2 knot times (finite, >= 0,
+    strictly increasing)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v < 2:
+            raise ValueError(f"a number of knots must be >= 2, got {v}")
+        return v
+    if isinstance(v, list):
+        if len(v) < 2:
+            raise ValueError(f"a list of knot times needs at least 2 times, got {v}")
+        for t in v:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+                raise ValueError(f"knot times must be finite numbers >= 0, got {t!r}")
+        if any(b <= a for a, b in zip(v[:-1], v[1:])):
+            raise ValueError(f"knot times must be strictly increasing, got {v}")
+        return [float(t) for t in v]
+    raise ValueError(f"must be a number of knots (>= 2) or a list of knot times, got {v!r}")
+
+
+class FitDataSpec(_Strict):
+    """What is fitted: class-mean windows of `window` steps; the fit window is the first
+    `fit_until` fraction of the log's steps (the windows lying wholly within it), later
+    windows are held out; `trials`: use only the first n trials (null: all)."""
+
+    window: PositiveInt = 50
+    fit_until: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    trials: PositiveInt | None = None
+
+
+class FitImpactSpec(_Strict):
+    """The impact to fit and its starting values.
+
+    - `form`: 'alpha_beta' (`lesde.LocallyElastic(alpha, beta)`) or 'general' (a K x K
+      `lesde.General` matrix starting at (alpha - beta) I + beta 1 1^T).
+    - `time`: 'constant', 'power_law' (c (1 + t/t0)^(-r), r starting at `exponent`, t0
+      fixed) or 'piecewise' (linear between knots; the knot values are fitted).
+    - `knots` (piecewise only): a number n >= 2 of knot times evenly spaced in
+      log(1 + t) from the first data time to the end of the fit window, or an explicit
+      strictly increasing list of times (in SGD steps).
+    - `t0` is also the time scale of the closed-form power-law fit of alpha_hat.
+
+    A `knots` or `exponent` other than the default with a time form that does not use
+    it is refused.
+    """
+
+    form: Literal["alpha_beta", "general"] = "alpha_beta"
+    time: Literal["constant", "power_law", "piecewise"] = "piecewise"
+    knots: Annotated[int | list[float], BeforeValidator(_knots)] = 6
+    alpha: Finite = 1e-3
+    beta: Finite = 0.0
+    exponent: Finite = 0.5
+    t0: Positive = 1.0
+
+    @model_validator(mode="after")
+    def _applies(self):
+        # a value other than the default that would be ignored is refused (a dumped
+        # configuration, which holds every default, still validates)
+        if self.knots != 6 and self.time != "piecewise":
+            raise ValueError(
+                f"model.impact.knots applies to time 'piecewise' only, not {self.time!r}"
+            )
+        if self.exponent != 0.5 and self.time != "power_law":
+            raise ValueError(
+                f"model.impact.exponent applies to time 'power_law' only, not {self.time!r}"
+            )
+        return self
+
+
+class FitNoiseSpec(_Strict):
+    """Starting noise levels of an LE-SDE (constant in time): `independent` (one
+    Brownian motion per sample) and `shared` (one per class); null: none."""
+
+    independent: NonNegative | None = None
+    shared: NonNegative | None = None
+
+
+class FitModelSpec(_Strict):
+    """The model: an LE-ODE of the class means ('leode') or an LE-SDE of
+    `samples_per_class` samples per class ('lesde'; its class means averaged over the
+    loss's ensemble; with the transition loss the samples are the log's training
+    samples); `gradient` the loss-gradient model ('ce' needs 'lesde');
+    `fit_noise`: fit the noise levels; `fit_initial`: fit the initial state (LE-ODE: the
+    first class means; LE-SDE: init_mean and init_std), else it is held at the data's
+    values. A `samples_per_class` other than the default, or noise, with 'leode' is
+    refused."""
+
+    kind: Literal["leode", "lesde"] = "leode"
+    gradient: Literal["identity", "projected", "linear-ce", "ce"] = "identity"
+    impact: FitImpactSpec = FitImpactSpec()
+    noise: FitNoiseSpec = FitNoiseSpec()
+    samples_per_class: PositiveInt = 10
+    fit_noise: bool = True
+    fit_initial: bool = False
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.kind == "leode":
+            if self.gradient == "ce":
+                raise ValueError(
+                    "model.gradient 'ce' needs model.kind 'lesde': the class mean of the "
+                    "softmax-CE gradient is not the gradient of the class mean"
+                )
+            noisy = [k for k in ("independent", "shared") if getattr(self.noise, k) is not None]
+            if noisy:
+                raise ValueError(
+                    f"model.noise.{noisy[0]} applies to model.kind 'lesde' only (the "
+                    "LE-ODE has no noise)"
+                )
+            if self.samples_per_class != 10:
+                raise ValueError("model.samples_per_class applies to model.kind 'lesde' only")
+        return self
+
+
+class FitLossSpec(_Strict):
+    """The objective: 'class_mean' (least squares on the class means, through the
+    solver), 'moments' (class means and covariances of an LE-SDE ensemble) or
+    'transition' (Euler-Maruyama likelihood of the log's `features` snapshots; needs an
+    LE-SDE with independent noise). `num_steps`: fixed solver steps over the data;
+    `ensemble`, `seed`: the fixed LE-SDE paths."""
+
+    kind: Literal["class_mean", "moments", "transition"] = "class_mean"
+    num_steps: PositiveInt = 200
+    ensemble: PositiveInt = 8
+    seed: int = 0
+
+
+class FitOptimizerSpec(_Strict):
+    """The optimiser through the solver: `method` 'adam' (with `learning_rate`, in the
+    optimiser's time unit, see `lesde.fit.fit`, and 'cosine' decay or a 'constant'
+    rate) or 'lbfgs' (L-BFGS with a line search; no learning rate); at most `steps`
+    steps; stop when the loss has not improved by a relative `rtol` for `patience`
+    steps (null: never)."""
+
+    method: Literal["adam", "lbfgs"] = "adam"
+    steps: PositiveInt = 1000
+    learning_rate: Positive = 0.05
+    schedule: Literal["cosine", "constant"] = "cosine"
+    patience: PositiveInt | None = 200
+    rtol: NonNegative = 1e-5
+
+
+class FitUncertaintySpec(_Strict):
+    """Standard errors from the 'curvature' of the loss at the fit, or a 'bootstrap'
+    over trials: `samples` refits of `steps` steps on trials drawn with replacement."""
+
+    method: Literal["curvature", "bootstrap"] = "curvature"
+    samples: Annotated[int, Field(ge=2)] = 20
+    steps: PositiveInt = 300
+
+
+class FitClosedFormSpec(_Strict):
+    """The closed-form estimates on the class-mean logits of the data windows:
+    `estimator` ('identity', 'projected' inversion, or 'none'), the Savitzky-Golay
+    window of the rates (odd, >= 3), and the fraction `tail_last` of the points in the
+    tail index."""
+
+    estimator: Literal["identity", "projected", "none"] = "identity"
+    savgol_window: Annotated[int, Field(ge=3)] = 11
+    tail_last: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+
+    @field_validator("savgol_window")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"must be odd, got {v}")
+        return v
+
+
+class FitConfig(_Strict):
+    """`lesde fit`: fit an LE-ODE / LE-SDE to a trajectory log (see the sections)."""
+
+    data: FitDataSpec = FitDataSpec()
+    model: FitModelSpec = FitModelSpec()
+    loss: FitLossSpec = FitLossSpec()
+    optimizer: FitOptimizerSpec = FitOptimizerSpec()
+    uncertainty: FitUncertaintySpec = FitUncertaintySpec()
+    closed_form: FitClosedFormSpec = FitClosedFormSpec()
+
+    @model_validator(mode="after")
+    def _loss_needs(self):
+        kind = self.loss.kind
+        if kind in ("moments", "transition") and self.model.kind != "lesde":
+            raise ValueError(
+                f"loss.kind {kind!r} needs model.kind 'lesde' (it compares samples, not "
+                "class means)"
+            )
+        if kind == "transition" and not self.model.noise.independent:
+            raise ValueError(
+                "loss.kind 'transition' needs model.noise.independent > 0 (its starting "
+                "level): without independent noise the transition density is singular"
+            )
+        return self
+
+
+def load_fit_config(path) -> FitConfig:
+    """Read and validate a `lesde fit` YAML configuration; ConfigError names the
+    offending key and value. An empty file is the default configuration."""
+    from pathlib import Path
+
+    from ._config import parse_config, read_yaml
+
+    path = Path(path)
+    data = read_yaml(path)
+    return parse_config({} if data is None else data, source=str(path), schema=FitConfig)
+
+
+# ---------------------------------------------------------------------------------
+# From a configuration and a log to the objects of lesde.fit
+
+
+class FitSetup(NamedTuple):
+    """What `build_fit` makes of a configuration and a log."""
+
+    params: Any
+    """The starting `lesde.fit.Parameters`."""
+    loss: Any
+    """The loss on the (selected trials of the) log."""
+    free: Any
+    """The filter spec of the free parameters."""
+    make_loss: Any
+    """trial positions -> the same loss on those trials (for the bootstrap)."""
+    log: Any
+    """The log restricted to `data.trials`."""
+    fit_until: float
+    """The last time (SGD step) of the fit window."""
+    knots: list[float] | None
+    """The knot times of a piecewise impact, else None."""
+
+
+def _named(key: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs), a ValueError prefixed with the configuration key."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from e
+
+
+def fit_until_time(log, fraction: float) -> float:
+    """The last step of the first `fraction` of the log's steps (at least one step):
+    windows whose mean step is at most this lie in the fit window."""
+    steps = np.asarray(log["step"].values)
+    n = max(1, int(math.floor(fraction * steps.shape[0] + 1e-9)))
+    return float(steps[n - 1])
+
+
+def knot_times(num: int, first: float, last: float) -> list[float]:
+    """`num` times evenly spaced in log(1 + t) from `first` to `last`, rounded to 6
+    significant digits."""
+    grid = np.expm1(np.linspace(np.log1p(first), np.log1p(last), num))
+    return [float(f"{t:.6g}") for t in grid]
+
+
+def build_fit(config: FitConfig, log) -> FitSetup:
+    """Build the starting parameters, the loss, the free parameters and the bootstrap's
+    loss factory of `config` on a trajectory log (`lesde.io.read_log`), checking that
+    they fit together (knots against the data times, `loss.check(params)`). Raises a
+    ValueError whose message starts with the configuration key concerned.
+
+    Starting state: an LE-ODE starts at the data's first class means (held fixed unless
+    `model.fit_initial`); an LE-SDE draws X_i(0) ~ N(m0, s0^2 I) with m0 the
+    count-weighted mean of the first class means and s0 the within-class standard
+    deviation of the logits in the first window, sqrt(mean_k tr(C_k) / p)
+    (`lesde.fit.ClassMoments`, count-weighted over the classes).
+    """
+    import jax.numpy as jnp
+
+    from .. import fit as F
+    from ..models import (
+        Classes,
+        Constant,
+        General,
+        LEODE,
+        LESDE,
+        LocallyElastic,
+        Noise,
+    )
+    from ._logs import check_log
+
+    log = check_log(log)
+    d, m, lo = config.data, config.model, config.loss
+    if d.trials is not None:
+        n = log.sizes["trial"]
+        if d.trials > n:
+            raise ValueError(f"data.trials: {d.trials} trials asked for, the log has {n}")
+        log = log.isel(trial=slice(0, d.trials))
+    S = log.sizes["step"]
+    if d.window > S:
+        raise ValueError(f"data.window: window = {d.window} is longer than the log's {S} steps")
+    K = log.sizes["class"]
+    if K < 2:
+        raise ValueError(f"the log has K = {K} class; a fit needs at least 2")
+    fit_until = fit_until_time(log, d.fit_until)
+
+    def make_loss(trials=None):
+        if lo.kind == "class_mean":
+            data = _named("data", F.ClassMeans.from_log, log, window=d.window, trials=trials)
+            cls = F.ClassMeanLoss
+        elif lo.kind == "moments":
+            data = _named("data", F.ClassMoments.from_log, log, window=d.window, trials=trials)
+            cls = F.MomentLoss
+        else:
+            data = _named("loss.kind", F.Snapshots.from_log, log, trials=trials)
+            return _named("data.fit_until", F.TransitionLoss, data, fit_until=fit_until,
+                          num_steps=lo.num_steps)
+        return _named("data.fit_until", cls, data, fit_until=fit_until, num_steps=lo.num_steps,
+                      ensemble=lo.ensemble, seed=lo.seed)
+
+    loss = make_loss()
+    times = np.asarray(loss.times)
+    fit_times = times[times <= fit_until]
+
+    imp = m.impact
+    knots = None
+    if imp.time == "piecewise":
+        knots = (
+            knot_times(imp.knots, float(times[0]), fit_until)
+            if isinstance(imp.knots, int) else [float(t) for t in imp.knots]
+        )
+        _named("model.impact.knots", F.check_knots, knots, fit_times)
+
+    def schedule(init):
+        return _named("model.impact", F.impact_schedule, imp.time, init, knots=knots,
+                      exponent=imp.exponent, t0=imp.t0)
+
+    if imp.form == "alpha_beta":
+        impact = LocallyElastic(schedule(imp.alpha), schedule(imp.beta))
+    else:
+        eye = np.eye(K)
+        impact = General(schedule((imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
+
+    if m.kind == "leode":
+        model = _named("model", LEODE, impact, m.gradient, K)
+        y0 = None
+        if m.fit_initial:
+            _named("model.fit_initial", loss.check, F.Parameters(model))  # first means exist
+            y0 = jnp.asarray(loss.data.xbar[0])
+        params = F.Parameters(model, y0)
+    else:
+        if lo.kind == "transition":
+            classes = Classes(np.asarray(loss.data.labels), K)
+        else:
+            classes = Classes.balanced(K, m.samples_per_class)
+        noise = Noise(
+            independent=None if m.noise.independent is None else Constant(m.noise.independent),
+            shared=None if m.noise.shared is None else Constant(m.noise.shared),
+        )
+        first = log.isel(step=slice(0, 2 * d.window))  # ClassMoments needs 2 windows
+        mom = _named("data.window", F.ClassMoments.from_log, first, window=d.window)
+        w = np.asarray(mom.weight)[0]
+        init_mean = (w[:, None] * np.asarray(mom.mean)[0]).sum(0) / w.sum()
+        var = np.trace(np.asarray(mom.cov)[0], axis1=1, axis2=2) / K
+        init_std = float(np.sqrt(max((w * var).sum() / w.sum(), 0.0)))
+        model = _named("model", LESDE, impact, m.gradient, classes, noise=noise,
+                       init_mean=init_mean, init_std=init_std)
+        params = F.Parameters(model)
+
+    _named("model", loss.check, params)
+    free = _named("model", F.free_parameters, params, impact=True,
+                  noise=m.fit_noise, initial=m.fit_initial)
+    if config.uncertainty.method == "curvature" and isinstance(loss, F.AbstractLeastSquares):
+        q = len(F.parameter_names(params, free))
+        if q >= loss.num_fit:
+            raise ValueError(
+                f"uncertainty.method: 'curvature' needs more data values than free "
+                f"parameters, got {q} free parameters and {loss.num_fit} data values in "
+                "the fit window; use 'bootstrap', fewer knots or a smaller data.window"
+            )
+    return FitSetup(params, loss, free, make_loss, log, fit_until, knots)
