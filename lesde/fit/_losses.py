@@ -218,7 +218,8 @@ def _check_model(params: Parameters, num_classes: int, dim: int) -> None:
 
 def _save_times(ts) -> tuple[float, ...]:
     """The data times as a static tuple: `simulate` then sees concrete save times and,
-    when they lie on its grid, saves after the steps instead of interpolating."""
+    when they lie on its grid, reads them off the steps (`grid_saves`) instead of
+    interpolating."""
     return tuple(float(t) for t in np.asarray(ts))
 
 
@@ -236,11 +237,11 @@ def _class_means(params, ts, span, first, num_steps, solver, keys, adjoint):
     if isinstance(model, LEODE):
         y0 = first if params.y0 is None else params.y0
         return simulate(model, t0=t0, t1=t1, dt=dt, y0=y0, ts=ts, solver=solver,
-                        adjoint=adjoint).ys
+                        adjoint=adjoint, grid_saves=True).ys
 
     def one(key):
         return simulate(model, t0=t0, t1=t1, dt=dt, key=key, y0=params.y0, ts=ts,
-                        solver=solver, adjoint=adjoint,
+                        solver=solver, adjoint=adjoint, grid_saves=True,
                         fn=lambda t, x, m: m.classes.mean(x)).ys
 
     return jnp.mean(jax.vmap(one)(keys), axis=0)
@@ -313,7 +314,8 @@ class MomentLoss(AbstractLeastSquares):
 
         def one(key):
             return simulate(model, t0=t0, t1=t1, dt=dt, key=key, y0=params.y0,
-                            ts=ts, solver=self.solver, adjoint=adjoint, fn=moments).ys
+                            ts=ts, solver=self.solver, adjoint=adjoint, fn=moments,
+                            grid_saves=True).ys
 
         m1, m2 = jax.vmap(one)(self.keys)
         mean, second = jnp.mean(m1, axis=0), jnp.mean(m2, axis=0)
@@ -441,7 +443,7 @@ class TransitionLoss(AbstractLoss):
 
         def one(x0, k):
             return simulate(model, t0=t0, t1=t1, dt=(t1 - t0) / self.num_steps, key=k, y0=x0,
-                            ts=ts, fn=lambda t, x, m: m.classes.mean(x)).ys
+                            ts=ts, fn=lambda t, x, m: m.classes.mean(x), grid_saves=True).ys
 
         return jnp.mean(jax.vmap(one)(self.data.features[:, 0], keys), axis=0)
 

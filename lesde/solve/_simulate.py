@@ -143,6 +143,7 @@ def simulate(
     adjoint: diffrax.AbstractAdjoint | None = None,
     max_steps: int | None = None,
     progress: bool = False,
+    grid_saves: bool = False,
 ) -> Trajectory:
     r"""Integrate `model` from t0 to t1 with diffrax and return a `Trajectory`.
 
@@ -183,6 +184,12 @@ def simulate(
       memory for recomputation (c ~ sqrt(2 steps) costs about one extra forward pass).
     - `max_steps`: default the number of grid steps (fixed steps) or 100000 (adaptive).
     - `progress`: show a tqdm progress bar.
+    - `grid_saves`: with fixed steps and save times `ts` (concrete) that all lie on the
+      step grid, keep the state after every step and read the save times off it
+      (then apply `fn` there) instead of diffrax's search-and-interpolate over save
+      times in every step. Costs memory for every step's state (as a reverse-mode
+      pass does anyway) and makes reverse-mode gradients cheaper on small states;
+      the fits use it. Ignored where the save times are off the grid.
 
     **Returns:** a `Trajectory`. Members that diverge (non-finite state) or whose solver
     fails are flagged in `status`; nothing is raised, so one bad member of a vmapped
@@ -238,40 +245,21 @@ def simulate(
     if key is None:
         key = jax.random.key(0)  # unused: deterministic model with given y0
     levy = _levy_area(solver) if stochastic else diffrax.BrownianIncrement
-    on_grid = None if adaptive else _grid_index(ts, t0, dt, num_steps, _save_size(model, fn))
+    on_grid = _grid_index(ts, t0, dt, num_steps) if grid_saves and not adaptive else None
     return _solve(
         model, y0, key, None if on_grid else ts, fn, solver, float(t0), float(t1), float(dt),
         num_steps, brownian, levy, stepsize_controller, adjoint, max_steps, progress, on_grid,
     )
 
 
-_GRID_SAVE_LIMIT = 2**22  # numbers kept when saving after every step (16 MiB in float32)
-
-
-def _save_size(model, fn) -> int:
-    """How many numbers one save holds (the state, or what `fn` returns)."""
-    y = jax.ShapeDtypeStruct(model.state_shape, jnp.result_type(float))
-    if fn is None:
-        return math.prod(model.state_shape)
-    out = jax.eval_shape(lambda y: fn(jnp.zeros(()), y, model), y)
-    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(out))
-
-
-def _grid_index(ts, t0, dt, num_steps, save_size) -> tuple[int, ...] | None:
+def _grid_index(ts, t0, dt, num_steps) -> tuple[int, ...] | None:
     """The step numbers of the save times if every one is a grid time t0 + i dt (to
-    1e-9 of a step) and saving after every step keeps at most 4 times the numbers asked
-    for (or at most `_GRID_SAVE_LIMIT`), else None. Such saves are taken after the
-    steps themselves (`SaveAt(steps=True)`) and gathered, without diffrax's
-    search-and-interpolate loop over save times, which is a good part of a
-    reverse-mode pass on small states."""
+    1e-9 of a step), else None."""
     if ts is None or not is_concrete(ts):
         return None
     i = (np.asarray(ts, dtype=np.float64) - t0) / dt
     idx = np.rint(i)
     if np.abs(i - idx).max() > 1e-9 * max(1.0, num_steps) or idx.min() < 0 or idx.max() > num_steps:
-        return None
-    kept = (num_steps + 1) * save_size
-    if kept > max(4 * len(idx) * save_size, _GRID_SAVE_LIMIT):
         return None
     return tuple(int(k) for k in idx)
 
@@ -309,8 +297,8 @@ def _solve(
         return jnp.all(jnp.isfinite(y))
 
     save_fn = (lambda t, y, args: y) if fn is None else (lambda t, y, args: fn(t, y, model))
-    if on_grid is not None:  # save times on the grid: after every step, then gather
-        user = diffrax.SubSaveAt(t0=True, steps=True, fn=save_fn)
+    if on_grid is not None:  # save times on the grid: every step's state, then gather
+        user = diffrax.SubSaveAt(t0=True, steps=True)
     elif ts is None:
         user = diffrax.SubSaveAt(t1=True, fn=save_fn)
     else:
@@ -337,7 +325,9 @@ def _solve(
     if on_grid is not None:
         index = jnp.asarray(on_grid)
         save_ts = t0 + dt * index.astype(save_ts.dtype)
-        saved = jax.tree_util.tree_map(lambda x: x[index], saved)
+        saved = saved[index]
+        if fn is not None:
+            saved = jax.vmap(lambda t, y: fn(t, y, model))(save_ts, saved)
     return Trajectory(
         ts=save_ts,
         ys=saved,
