@@ -114,9 +114,9 @@ def test_moment_matching_recovers_alpha_beta_and_sigma_k3():
     ts = np.linspace(0.0, 40.0, 21)
     x = _ensemble(model(alpha, beta, sigma), y0, ts, jr.split(jr.key(6), 64), dt=0.5)
     mean, cov = _moments(x, labels, K)
-    loss = F.MomentLoss(F.ClassMoments(ts, mean, cov), num_steps=40, ensemble=12, seed=11)
+    loss = F.MomentLoss(F.ClassMoments(ts, mean, cov), num_steps=40, ensemble=8, seed=11)
     start = F.Parameters(model(0.03, 0.0, 0.06), y0=y0)
-    res = F.fit(start, loss, steps=40, method="lbfgs", progress=False)
+    res = F.fit(start, loss, steps=30, method="lbfgs", progress=False)
     m = res.params.model
     assert float(m.impact.alpha(0.0)) == pytest.approx(alpha, rel=0.05)
     assert float(m.impact.beta(0.0)) == pytest.approx(beta, abs=0.1 * alpha)
@@ -137,7 +137,7 @@ def test_moment_matching_recovers_alpha_beta_and_sigma_k10():
     x = _ensemble(model(alpha, beta, sigma), y0, ts, jr.split(jr.key(8), 32), dt=0.5)
     mean, cov = _moments(x, labels, K)
     loss = F.MomentLoss(F.ClassMoments(ts, mean, cov), num_steps=40, ensemble=8, seed=12)
-    res = F.fit(F.Parameters(model(0.08, 0.0, 0.06), y0=y0), loss, steps=40, method="lbfgs",
+    res = F.fit(F.Parameters(model(0.08, 0.0, 0.06), y0=y0), loss, steps=30, method="lbfgs",
                 progress=False)
     m = res.params.model
     assert float(m.impact.alpha(0.0)) == pytest.approx(alpha, rel=0.05)
