@@ -14,7 +14,7 @@ import xarray as xr
 from jaxtyping import Array, Float, Int
 
 from .._checks import check_positive_int, show
-from ..io._logs import check_log, class_mean_logits
+from ..io._logs import check_log, class_mean_logits, window_rows
 
 
 class FitDataError(ValueError):
@@ -172,17 +172,7 @@ class ClassMoments(eqx.Module):
         """Mean and (unbiased) covariance of the logged logits of each class, pooled over
         the trials and the `window` steps of each window (a class needs >= 2 rows in a
         window, else its weight there is 0)."""
-        log = _trial_subset(check_log(log), trials)
-        w = check_positive_int("window", window)
-        R, S, K = log.sizes["trial"], log.sizes["step"], log.sizes["class"]
-        n = S // w
-        if n == 0:
-            raise FitDataError(f"window = {w} is longer than the log's {S} steps")
-        labels = log["label"].values[:, : n * w].reshape(R, n, w)
-        z = log["logits"].values[:, : n * w].astype(np.float64).reshape(R, n, w, K)
-        a = (labels[..., None] == np.arange(K)).astype(np.float64)
-        a = a.transpose(1, 3, 0, 2).reshape(n, K, R * w)  # (window, class, rows)
-        b = z.transpose(1, 0, 2, 3).reshape(n, R * w, K)  # (window, rows, logit)
+        a, b, steps = window_rows(_trial_subset(check_log(log), trials), window)
         count = a.sum(axis=2)
         s1 = a @ b
         s2 = np.einsum("nkr,nri,nrj->nkij", a, b, b)
@@ -191,7 +181,6 @@ class ClassMoments(eqx.Module):
             cov = (s2 - count[..., None, None] * mean[..., :, None] * mean[..., None, :]) / (
                 count[..., None, None] - 1
             )
-        steps = log["step"].values[: n * w].reshape(n, w).mean(axis=1)
         weight = np.where(count >= 2, count, 0.0)
         return cls(steps, mean, cov, weight)
 

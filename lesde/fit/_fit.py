@@ -68,14 +68,17 @@ def _builtin_optimizer(method, learning_rate, steps, schedule):
     return optax.adam(learning_rate)
 
 
+def _objective(loss, static, scale):
+    """The loss as a function of the optimiser's free parameters (time unit t/scale)."""
+    return lambda d: loss.value(from_optimizer(d, static, scale))
+
+
 @eqx.filter_jit
 def _step(diff, opt_state, static, loss, optimizer, scale):
     """One optimisation step: the loss at `diff` (the free parameters in the scaled
     time unit), its reverse-mode gradient through the solve, the optax update."""
 
-    def objective(d):
-        return loss.value(from_optimizer(d, static, scale))
-
+    objective = _objective(loss, static, scale)
     value, grads = eqx.filter_value_and_grad(objective)(diff)
     updates, opt_state = optimizer.update(grads, opt_state, diff)
     return eqx.apply_updates(diff, updates), opt_state, value
@@ -87,9 +90,7 @@ def _step_linesearch(diff, opt_state, static, loss, optimizer, scale):
     along the search direction; the value and gradient at the accepted point are kept
     in the state and reused)."""
 
-    def objective(d):
-        return loss.value(from_optimizer(d, static, scale))
-
+    objective = _objective(loss, static, scale)
     value, grads = optax.value_and_grad_from_state(objective)(diff, state=opt_state)
     updates, opt_state = optimizer.update(
         grads, opt_state, diff, value=value, grad=grads, value_fn=objective

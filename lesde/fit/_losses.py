@@ -82,7 +82,12 @@ class AbstractLoss(eqx.Module):
 
     kind: ClassVar[str]  # "least_squares" or "likelihood"
 
-    span: eqx.AbstractVar[tuple[float, float]]  # first and last data time
+    save_times: eqx.AbstractVar[tuple[float, ...]]  # the data times, static
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """The first and last data time (the solves run between them)."""
+        return self.save_times[0], self.save_times[-1]
 
     @property
     @abc.abstractmethod
@@ -124,13 +129,13 @@ class AbstractLeastSquares(AbstractLoss):
 
 
 def _windowed(data, kind: type, fit_until: Any):
-    """(data, span, fit-window mask, weights normalised to mean 1 on the fit window) of
+    """(data, fit-window mask, weights normalised to mean 1 on the fit window) of
     windowed class data (`ClassMeans` or `ClassMoments`)."""
     if not isinstance(data, kind):
         raise ValueError(f"data must be lesde.fit.{kind.__name__}, got {type(data).__name__}")
     mask = _window(data.ts, fit_until, "time points")
     w = np.where(mask[:, None], np.asarray(data.weight), 0.0)
-    return data, _span(data.ts), mask, w / w[w > 0].mean()
+    return data, mask, w / w[w > 0].mean()
 
 
 class ClassMeanLoss(AbstractLeastSquares):
@@ -154,7 +159,6 @@ class ClassMeanLoss(AbstractLeastSquares):
 
     data: ClassMeans
     num_fit: int = eqx.field(static=True)
-    span: tuple[float, float] = eqx.field(static=True)
     save_times: tuple[float, ...] = eqx.field(static=True)
     mask: Bool[Array, " T"]
     weight: Float[Array, "T K"]
@@ -165,7 +169,7 @@ class ClassMeanLoss(AbstractLeastSquares):
 
     def __init__(self, data: ClassMeans, *, fit_until: Any = None, num_steps: int = 200,
                  solver: str | None = None, ensemble: int = 8, seed: int = 0, keys: Any = None):
-        self.data, self.span, self.mask, self.weight = _windowed(data, ClassMeans, fit_until)
+        self.data, self.mask, self.weight = _windowed(data, ClassMeans, fit_until)
         self.save_times = _save_times(data.ts)
         w = self.weight > 0
         self.scale = np.asarray(float(np.asarray(data.xbar)[w].std()) or 1.0)
@@ -190,7 +194,7 @@ class ClassMeanLoss(AbstractLeastSquares):
 
     def predict(self, params: Parameters, adjoint=None) -> Float[Array, "T K p"]:
         """The model's class means at the data times."""
-        return _class_means(params, self.save_times, self.span, self.data.xbar[0],
+        return _class_means(params, self.save_times, self.data.xbar[0],
                             self.num_steps, self.solver, self.keys, adjoint)
 
     def residuals(self, params, adjoint=None):
@@ -223,15 +227,10 @@ def _save_times(ts) -> tuple[float, ...]:
     return tuple(float(t) for t in np.asarray(ts))
 
 
-def _span(ts) -> tuple[float, float]:
-    ts = np.asarray(ts)
-    return float(ts[0]), float(ts[-1])
-
-
-def _class_means(params, ts, span, first, num_steps, solver, keys, adjoint):
+def _class_means(params, ts, first, num_steps, solver, keys, adjoint):
     """Class means of the model at times ts (T, K, p), solved from ts[0]."""
     model = params.model
-    t0, t1 = span
+    t0, t1 = ts[0], ts[-1]
     dt = (t1 - t0) / num_steps
     ts = np.clip(np.asarray(ts), t0, t1)
     if isinstance(model, LEODE):
@@ -267,7 +266,6 @@ class MomentLoss(AbstractLeastSquares):
 
     data: ClassMoments
     num_fit: int = eqx.field(static=True)
-    span: tuple[float, float] = eqx.field(static=True)
     save_times: tuple[float, ...] = eqx.field(static=True)
     mask: Bool[Array, " T"]
     weight: Float[Array, "T K"]
@@ -279,7 +277,7 @@ class MomentLoss(AbstractLeastSquares):
 
     def __init__(self, data: ClassMoments, *, fit_until: Any = None, num_steps: int = 200,
                  solver: str | None = None, ensemble: int = 8, seed: int = 0, keys: Any = None):
-        self.data, self.span, self.mask, self.weight = _windowed(data, ClassMoments, fit_until)
+        self.data, self.mask, self.weight = _windowed(data, ClassMoments, fit_until)
         self.save_times = _save_times(data.ts)
         w = self.weight > 0
         # array leaves, not static: a bootstrap resample changes them without recompiling
@@ -368,7 +366,6 @@ class TransitionLoss(AbstractLoss):
     kind: ClassVar[str] = "likelihood"
     data: Snapshots
     num_fit: int = eqx.field(static=True)
-    span: tuple[float, float] = eqx.field(static=True)
     save_times: tuple[float, ...] = eqx.field(static=True)
     mask: Bool[Array, " M"]
     num_steps: int = eqx.field(static=True)
@@ -377,7 +374,6 @@ class TransitionLoss(AbstractLoss):
         if not isinstance(data, Snapshots):
             raise ValueError(f"data must be lesde.fit.Snapshots, got {type(data).__name__}")
         self.data = data
-        self.span = _span(data.ts)
         self.save_times = _save_times(data.ts)
         self.mask = _window(np.asarray(data.ts)[1:], fit_until, "transitions")
         R, _, N, p = data.features.shape

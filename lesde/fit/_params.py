@@ -4,6 +4,7 @@ the change of time unit the optimiser works in; and builders of the usual
 parameterisations of E(t).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -48,37 +49,22 @@ class Parameters(eqx.Module):
             check_finite("Parameters.y0", self.y0)
 
 
-def _schedules(model) -> list[tuple[str, AbstractSchedule, str]]:
-    """(name, schedule, kind) of every schedule of the model: kind 'rate' (impacts) or
-    'noise'."""
-    out = []
+def _schedules(model) -> list[tuple[str, Callable, str]]:
+    """(name, getter, kind) of every schedule of the model: `getter(model)` is the
+    schedule, kind is 'rate' (impacts) or 'noise'."""
     imp = model.impact
     if isinstance(imp, LocallyElastic):
-        out += [("impact.alpha", imp.alpha, "rate"), ("impact.beta", imp.beta, "rate")]
+        out = [("impact.alpha", lambda m: m.impact.alpha, "rate"),
+               ("impact.beta", lambda m: m.impact.beta, "rate")]
     elif isinstance(imp, General):
-        out += [("impact.E", imp.schedule, "rate")]
+        out = [("impact.E", lambda m: m.impact.schedule, "rate")]
     else:  # pragma: no cover - LEODE/LESDE check their impact
         raise ValueError(f"cannot fit an impact of type {type(imp).__name__}")
     if isinstance(model, LESDE):
         for name in ("independent", "shared"):
-            s = getattr(model.noise, name)
-            if s is not None:
-                out.append((f"noise.{name}", s, "noise"))
-    return out
-
-
-def _schedule_getters(model):
-    imp = model.impact
-    getters = []
-    if isinstance(imp, LocallyElastic):
-        getters += [lambda m: m.impact.alpha, lambda m: m.impact.beta]
-    else:
-        getters += [lambda m: m.impact.schedule]
-    if isinstance(model, LESDE):
-        for name in ("independent", "shared"):
             if getattr(model.noise, name) is not None:
-                getters.append(lambda m, name=name: getattr(m.noise, name))
-    return getters
+                out.append((f"noise.{name}", lambda m, name=name: getattr(m.noise, name), "noise"))
+    return out
 
 
 def rescale_time(params: Parameters, scale) -> Parameters:
@@ -90,7 +76,8 @@ def rescale_time(params: Parameters, scale) -> Parameters:
     PiecewiseLinear).
     """
     model = params.model
-    for (name, sched, kind), get in zip(_schedules(model), _schedule_getters(model)):
+    for name, get, kind in _schedules(model):
+        sched = get(model)
         if isinstance(sched, Function):
             raise ValueError(
                 f"{name} is a Function schedule (a user callable): it has no parameters to "
@@ -113,7 +100,8 @@ def nonnegative_noise(params: Parameters) -> Parameters:
     valid (non-negative) noise level and the returned model is one `Noise` accepts.
     """
     model = params.model
-    for (name, sched, kind), get in zip(_schedules(model), _schedule_getters(model)):
+    for name, get, kind in _schedules(model):
+        sched = get(model)
         if kind != "noise" or type(sched) not in _AMPLITUDE:
             continue
         for f in _AMPLITUDE[type(sched)]:
@@ -160,7 +148,8 @@ def free_parameters(
     """
     model = params.model
     getters = []
-    for (name, sched, kind), get in zip(_schedules(model), _schedule_getters(model)):
+    for name, get, kind in _schedules(model):
+        sched = get(model)
         if (kind == "rate" and impact) or (kind == "noise" and noise):
             fields = _free_schedule_fields(sched)
             if isinstance(sched, PowerLaw) and not power_law_exponent:
