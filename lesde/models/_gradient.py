@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, Int
 
 from .._checks import as_float_array, check_finite, check_positive_int
 from ._classes import Classes
+from ._ops import axis_dot
 
 
 def simplex_directions(num_classes: int, dtype=None) -> Float[Array, "K K"]:
@@ -49,6 +50,15 @@ class AbstractGradient(eqx.Module):
         if self.is_linear:
             return self(classes.mean(x), k, classes.num_classes)
         return classes.mean(self(x, classes.labels, classes.num_classes))
+
+    def class_mean_class_major(self, z: Float[Array, "K p n"]) -> Float[Array, "K p"]:
+        """Gbar from the state in the class-major layout z[k, c, j] = X_{k n + j, c} (K
+        balanced classes of n samples, sorted), without going back to (N, p)."""
+        K = z.shape[0]
+        if self.is_linear:
+            return self(jnp.mean(z, axis=2), jnp.arange(K), K)
+        x = z.transpose(0, 2, 1).reshape(-1, z.shape[1])
+        return self.class_mean(x, Classes.balanced(K, z.shape[2]))
 
     head_matrix: AbstractVar[Float[Array, "K p"] | None]
     """The fixed linear head W (None: W = I, p = K)."""
@@ -116,7 +126,7 @@ class Projected(AbstractGradient):
 
     def __call__(self, x, k, num_classes):
         d = simplex_directions(num_classes, x.dtype)[k]
-        coef = jnp.sum(d * x, axis=-1, keepdims=True) * (num_classes / (num_classes - 1))
+        coef = axis_dot(d, x, -1, keepdims=True) * (num_classes / (num_classes - 1))
         return -coef * d
 
     def check(self, num_classes, dim):
@@ -184,6 +194,13 @@ class CrossEntropy(AbstractGradient):
     def class_mean(self, x, classes):
         s = classes.mean(jax.nn.softmax(self._logits(x), axis=-1))
         return self._back(s - jnp.eye(classes.num_classes, dtype=x.dtype))
+
+    def class_mean_class_major(self, z):
+        # logits and softmax along the feature axis 1, means along the sample axis 2
+        if self.head_matrix is not None:
+            z = jnp.einsum("cp,kpn->kcn", self.head_matrix.astype(z.dtype), z)
+        s = jnp.mean(jax.nn.softmax(z, axis=1), axis=2)
+        return self._back(s - jnp.eye(z.shape[0], dtype=z.dtype))
 
 
 

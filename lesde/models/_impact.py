@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_positive_int
+from ._ops import axis_sum
 from ._schedule import AbstractSchedule, as_schedule
 
 
@@ -58,7 +59,7 @@ class LocallyElastic(AbstractImpact):
 
     def apply(self, t, g):
         a, b = self.alpha(t), self.beta(t)
-        return (a - b) * g + b * jnp.sum(g, axis=0, keepdims=True)
+        return (a - b) * g + b * axis_sum(g, 0, keepdims=True)
 
     def check(self, num_classes):
         check_positive_int("num_classes", num_classes)

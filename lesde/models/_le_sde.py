@@ -127,7 +127,10 @@ class LESDE(AbstractDynamics):
 
     def class_drift(self, t, x: Float[Array, "N p"]) -> Float[Array, "K p"]:
         """The common drift of each class, -(1/K) E(t) Gbar(t)."""
-        gbar = self.gradient.class_mean(x, self.classes)
+        return self.impact_drift(t, self.gradient.class_mean(x, self.classes))
+
+    def impact_drift(self, t, gbar: Float[Array, "K p"]) -> Float[Array, "K p"]:
+        """-(1/K) E(t) Gbar for given class-mean gradients Gbar."""
         return -self.impact.apply(t, gbar) / self.num_classes
 
     def drift(self, t, x):

@@ -1,4 +1,12 @@
 from ._brownian import FoldInBrownianPath as FoldInBrownianPath
+from ._layout import (
+    AbstractLayout as AbstractLayout,
+    choose_layout as choose_layout,
+    ClassMajor as ClassMajor,
+    LAYOUTS as LAYOUTS,
+    Natural as Natural,
+    SampleMinor as SampleMinor,
+)
 from ._tsit5 import UnrolledTsit5 as UnrolledTsit5
 from ._simulate import (
     simulate as simulate,
