@@ -101,6 +101,7 @@ def test_class_mean_recovers_general_impact_k10_and_predicts_heldout():
     assert good["heldout"]["r2"] > 0.999  # the later window, not fitted, is predicted
 
 
+@pytest.mark.slow  # the K = 10 test below makes the same checks in the default run
 def test_moment_matching_recovers_alpha_beta_and_sigma_k3():
     K, per = 3, 20
     labels, y0 = _class_offsets(K, per, jr.key(5))

@@ -63,7 +63,7 @@ def test_gradients_agree_across_layouts(x64):
         x = lesde.simulate(model, t1=0.5, dt=0.1, y0=y0, layout=layout).ys[-1]
         return lesde.metrics.cross_entropy(x, classes.labels)
 
-    grads = [jax.grad(loss)(1.5, layout) for layout in LAYOUTS]
+    grads = [jax.grad(loss)(1.5, layout) for layout in ("natural", "class-major")]
     np.testing.assert_allclose(grads, grads[0], rtol=1e-10)
 
 

@@ -106,7 +106,7 @@ class SampleMinor(AbstractLayout):
         return z.T
 
 
-def choose_layout(model: Any, layout: str, user_path: bool) -> AbstractLayout:
+def choose_layout(model: Any, layout: str = "auto", user_path: bool = False) -> AbstractLayout:
     """The layout of `model`'s state in a solve.
 
     'auto' picks the layout whose minor axis is longest: class-major (minor axis n, for
