@@ -49,7 +49,7 @@ import lesde
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _reference import (  # noqa: E402
-    CompileClock, environment, scan_member_fn, summary, tuned_scan_member_fn,
+    CompileClock, environment, scan_member_fn, summary, timeit, tuned_scan_member_fn,
 )
 
 K, N_PER, STEPS, BATCH, DT = 10, 100, 1000, 64, 0.05
@@ -151,15 +151,6 @@ def torchsde_job(batch: int, steps: int, threads: int):
     return (run, versions), None
 
 
-def time_python(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 # ------------------------------------------------------------------------------- parts
 def part_reference(a) -> dict:
     classes = lesde.Classes.balanced(K, N_PER)
@@ -216,7 +207,7 @@ def part_reference(a) -> dict:
         run()  # warm-up
         tt = []
         for _ in range(max(3, a.repeats // 2)):
-            tt += time_python(run, 1)
+            tt += timeit(run, (), 1)
             jax.block_until_ready(fwd["lesde"](*args))  # interleave with lesde
         scale = STEPS / a.torch_steps
         torch_times = [t * scale for t in tt]
