@@ -13,10 +13,9 @@ pack and unpack are transpositions (permutations of the entries), which XLA fold
 the loops that read and write the state. In the class-major layout (K, p, n) the drift is
 computed in that layout directly (softmax along the feature axis, class means along the
 sample axis, the class drift broadcast over it), so the state is never transposed. The
-Brownian increments
-are drawn in the packed shape; as a permutation of independent standard normals they are
-again independent standard normals, so the solve has the same law in every layout (not
-the same draws).
+Brownian increments are drawn in the packed shape; as a permutation of independent
+standard normals they are again independent standard normals, so the solve has the same
+law in every layout (not the same draws).
 """
 
 import abc
