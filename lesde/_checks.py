@@ -1,12 +1,17 @@
 """Input validation shared by every module.
 
 Every check raises a `ValueError` that names the offending field and shows its value.
-Checks that need concrete values (finiteness, ranges) are skipped while JAX traces the
-module (under `jit`/`vmap`/`grad`), because the values are not known then: build and
-validate models outside of transformations, then transform the solve.
+Checks of values (finiteness, ranges, order) need concrete values; while JAX traces a
+module (under `jit`/`vmap`/`grad`) the values are not known, and the checks are skipped,
+except inside `check_batch`, which runs a whole batch of settings (e.g. every cell of a
+sweep) through one `vmap` and records each value check as a boolean array instead, so
+that every member is checked before anything is compiled.
 """
 
-from typing import Any
+import contextlib
+import contextvars
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,28 +53,142 @@ def as_float_array(name: str, x: Any) -> jax.Array:
     return jnp.asarray(a)
 
 
-def check_finite(name: str, x: Any) -> None:
-    """Raise if a concrete array holds NaN or infinity, naming the first bad entry."""
-    if not is_concrete(x):
+class _Record(NamedTuple):
+    """A value check met while tracing under `check_batch`: where `bad` holds, `value`
+    breaks the requirement."""
+
+    name: str
+    requirement: str
+    bad: Any
+    value: Any
+
+
+_RECORDS: contextvars.ContextVar[list[_Record] | None] = contextvars.ContextVar(
+    "lesde_check_records", default=None
+)
+
+
+def _first_bad(bad: np.ndarray, value: np.ndarray) -> tuple[Any, str]:
+    """The first value where `bad` holds and ' at index (...)' for arrays."""
+    if bad.ndim == 0:
+        return value[()] if value.ndim == 0 else value, ""
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    return np.broadcast_to(value, bad.shape)[idx], f" at index {idx}"
+
+
+def require(name: str, x: Any, bad: Callable[[Any], Any], requirement: str) -> None:
+    """The one value check behind the others: raise `ValueError('{name} must be
+    {requirement}, got {value}[ at index (...)]')` for the first entry of `x` where
+    `bad(x)` holds. A traced `x` is skipped, or recorded inside `check_batch`."""
+    if is_concrete(x):
+        a = np.asarray(x)
+        mask = np.asarray(bad(a))
+        if mask.any():
+            value, where = _first_bad(mask, a)
+            raise ValueError(f"{name} must be {requirement}, got {str(value)}{where}")
         return
-    a = np.asarray(x)
-    bad = ~np.isfinite(a)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = f" at index {idx}" if a.ndim else ""
-        raise ValueError(f"{name} must be finite, got {a[idx] if a.ndim else a}{where}")
+    records = _RECORDS.get()
+    if records is not None:
+        x = jnp.asarray(x)
+        records.append(_Record(name, requirement, bad(x), x))
+
+
+def check_finite(name: str, x: Any) -> None:
+    """Raise if an array holds NaN or infinity, naming the first bad entry."""
+    require(name, x, lambda a: ~_isfinite(a), "finite")
 
 
 def check_nonnegative(name: str, x: Any) -> None:
-    """Raise if a concrete array is negative or non-finite anywhere."""
+    """Raise if an array is negative or non-finite anywhere."""
     check_finite(name, x)
-    if not is_concrete(x):
+    require(name, x, lambda a: a < 0, ">= 0")
+
+
+def check_positive(name: str, x: Any) -> None:
+    """Raise unless every entry of an array is > 0 and finite."""
+    check_finite(name, x)
+    require(name, x, lambda a: ~(a > 0), "> 0")
+
+
+def check_increasing(name: str, x: Any) -> None:
+    """Raise unless a 1-D array is strictly increasing (naming the first entry that is
+    not above the one before it)."""
+
+    def bad(a):
+        xp = jnp if isinstance(a, jax.Array) else np
+        return xp.concatenate([xp.zeros(1, bool), ~(xp.diff(a) > 0)])
+
+    require(name, x, bad, "strictly increasing")
+
+
+def _isfinite(a):
+    return jnp.isfinite(a) if isinstance(a, jax.Array) else np.isfinite(a)
+
+
+def recording_checks() -> bool:
+    """True inside `check_batch`, where traced value checks are recorded."""
+    return _RECORDS.get() is not None
+
+
+@contextlib.contextmanager
+def _recording():
+    records: list[_Record] = []
+    token = _RECORDS.set(records)
+    try:
+        yield records
+    finally:
+        _RECORDS.reset(token)
+
+
+def check_batch(
+    fn: Callable[[dict[str, jax.Array]], Any],
+    batch: Mapping[str, Any],
+    describe: Callable[[int], str],
+    chunk: int = 1_000_000,
+) -> None:
+    """Run `fn(params)` for every member of a batch of settings before any compute, and
+    raise for the first member that breaks a value check.
+
+    `fn` is applied once under `jax.vmap` to the whole batch (`batch` maps names to 1-D
+    arrays of equal length M, `chunk` members at a time), with every value check
+    (`check_finite`, `check_nonnegative`, `check_positive`, `check_increasing`, and what
+    the models build on them) recorded as a boolean array over the batch instead of
+    being skipped. The error names the member (`describe(i)`, e.g. the sweep cell and
+    its parameter values), the field and its value, and how many members fail:
+
+        ValueError: cell 7 (noise.independent = -0.1): noise.independent sigma must be
+        >= 0, got -0.1 (1 of 40 cells fail this check)
+    """
+    arrays = {k: np.asarray(v) for k, v in batch.items()}
+    if not arrays:  # one member, no parameters: the checks run on concrete values
+        fn({})
         return
-    a = np.asarray(x)
-    if (a < 0).any():
-        idx = tuple(int(i) for i in np.argwhere(a < 0)[0])
-        where = f" at index {idx}" if a.ndim else ""
-        raise ValueError(f"{name} must be >= 0, got {a[idx] if a.ndim else a}{where}")
+    size = len(next(iter(arrays.values())))
+    for lo in range(0, size, chunk):
+        part = {k: jnp.asarray(v[lo : lo + chunk]) for k, v in arrays.items()}
+        names: list[tuple[str, str]] = []
+
+        def one(params):
+            with _recording() as records:
+                fn(params)
+            names[:] = [(r.name, r.requirement) for r in records]
+            return [(r.bad, r.value) for r in records]
+
+        found = jax.vmap(one)(part)
+        first = None  # (member, record index, members failing)
+        for j, (bad, _) in enumerate(found):
+            fails = np.asarray(bad).reshape(len(bad), -1).any(axis=1)
+            if fails.any() and (first is None or np.argmax(fails) < first[0]):
+                first = (int(np.argmax(fails)), j, int(fails.sum()))
+        if first is not None:
+            i, j, count = first
+            (name, requirement), (bad, value) = names[j], found[j]
+            shown, where = _first_bad(np.asarray(bad[i]), np.asarray(value[i]))
+            of = f"{count} of {size}" if size <= chunk else f"{count} of members {lo}..{lo + len(bad) - 1}"
+            raise ValueError(
+                f"{describe(lo + i)}: {name} must be {requirement}, got {str(shown)}{where} "
+                f"({of} fail this check)"
+            )
 
 
 def check_shape(name: str, x: Any, shape: tuple) -> None:

@@ -2,7 +2,6 @@
 `lesde plot`."""
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,10 +10,14 @@ import jax
 import numpy as np
 
 from . import __version__
-from .io import ConfigError, DEFAULT_CONFIG, load_config, write_run
-from .io._results import versions
+from .io import (
+    check_output_dir, check_output_file, ConfigError, DEFAULT_CONFIG, INTERRUPTED, load_config,
+    output_lock, OutputError, remove_stale, write_run,
+)
+from .io._config import positive_int
+from .io._results import COMPLETE_MARKER, dump_json, versions
 from .metrics import observables
-from .solve import Grid, simulate, STATUS_NAMES
+from .solve import fingerprint_of, Grid, simulate, status_counts, STATUS_NAMES
 
 
 def run_simulation(config, progress: bool = False):
@@ -36,14 +39,53 @@ def run_simulation(config, progress: bool = False):
     return model, traj
 
 
+def _flagged_warning(command: str, status, what: str = "members") -> str | None:
+    """One line saying how many members are flagged and what to do, or None."""
+    counts = status_counts(status)
+    total = int(np.size(status))
+    flagged = total - counts.get("success", 0)
+    if not flagged:
+        return None
+    parts = ", ".join(f"{n} {name}" for name, n in counts.items() if name != "success")
+    fixes = []
+    if "inaccurate" in counts:
+        precision = "float64" if jax.config.jax_enable_x64 else "float32"
+        fixes.append(
+            f"inaccurate: the state's dynamic range swamped {precision} (see "
+            "lesde.solve.PRECISION_BITS); rerun "
+            + ("" if precision == "float64" else "with --x64 or ")
+            + "with a shorter horizon (with the identity model, impacts with alpha + (K-1) "
+            "beta = 0 keep the common mode from growing, as configs/phase_transition.yaml does)"
+        )
+    if "diverged" in counts:
+        fixes.append("diverged: the state became non-finite; try a smaller dt or smaller impacts")
+    if "solver failed" in counts:
+        fixes.append("solver failed: diffrax stopped (max_steps); see the solver options")
+    return (
+        f"lesde {command}: warning: {flagged} of {total} {what} flagged ({parts}), their "
+        f"results are NaN; " + "; ".join(fixes)
+    )
+
+
+def _warn(line: str | None) -> None:
+    if line:
+        print(line, file=sys.stderr)
+
+
 def _simulate(args) -> int:
     try:
         config = load_config(args.config)
-        model_check = config.model.build()  # model-level checks before any compute
+        config.model.build()  # model-level checks before any compute
+        out = check_output_dir(args.out)
     except (ConfigError, ValueError) as e:
         print(f"lesde simulate: {e}", file=sys.stderr)
         return 2
-    del model_check
+    with output_lock(out, "lesde simulate"):
+        remove_stale(out, [COMPLETE_MARKER])  # being replaced: no longer complete
+        return _simulate_into(args, config, out)
+
+
+def _simulate_into(args, config, out: Path) -> int:
     source = args.config or f"embedded default ({DEFAULT_CONFIG.name})"
     m, s = config.model, config.solve
     steps = round(s.t1 / s.dt)
@@ -69,22 +111,28 @@ def _simulate(args) -> int:
         "final": {
             k: float(obs[k][-1]) for k in ("loss", "accuracy", "min_margin", "within_class_trace")
         },
-        "separable_by_head": bool(obs["min_margin"][-1] > 0),
+        "separable_by_head": (
+            bool(obs["min_margin"][-1] > 0) if np.isfinite(obs["min_margin"][-1]) else None
+        ),
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
     arrays = {"ts": traj.ts, "status": traj.status, **obs}
-    out = write_run(args.out, config.model_dump(mode="json"), arrays, summary)
+    write_run(out, config.model_dump(mode="json"), arrays, summary)
     print(
         f"status: {status}; final loss {summary['final']['loss']:.5g}, accuracy "
         f"{summary['final']['accuracy']:.3f}; {elapsed:.1f} s; results in {out}/"
     )
+    _warn(_flagged_warning("simulate", traj.status, "run"))
     return 0 if status == "success" else 1
+
+
+SWEEP_PICTURES = ("phase_diagram.png", "load_curves.png")
 
 
 def _sweep(args) -> int:
     from .io import run_sweep, SweepConfig
-    from .plot import plot_load_curves, plot_phase_diagram
+    from .io._sweep_io import RESULT_NAME
 
     try:
         config = load_config(args.config, schema=SweepConfig)
@@ -93,31 +141,52 @@ def _sweep(args) -> int:
         return 2
     if args.distributed:
         jax.distributed.initialize()  # the cluster (SLURM, MPI, ...) names the processes
+    if jax.process_index() != 0:  # only the first process checks, writes and reports
+        run_sweep(config, args.out, chunk_size=args.chunk_size, progress=False)
+        return 0
+    try:
+        out = check_output_dir(args.out)
+    except OutputError as e:
+        print(f"lesde sweep: {e}", file=sys.stderr)
+        return 2
+    with output_lock(out, "lesde sweep"):
+        remove_stale(out, (RESULT_NAME,) + SWEEP_PICTURES)  # replaced: not from this run
+        try:
+            return _sweep_into(args, config, out, run_sweep)
+        except KeyboardInterrupt:
+            print(
+                f"lesde sweep: interrupted; the finished chunks are kept in {out / 'chunks'}/: "
+                "run the same command again to resume", file=sys.stderr,
+            )
+            return INTERRUPTED
+
+
+def _sweep_into(args, config, out: Path, run_sweep) -> int:
+    from .plot import plot_load_curves, plot_phase_diagram
+
     s = config.sweep
     axes = s.grid_axes()
     cells = Grid(axes).num_cells
     print(
         f"lesde {__version__}: sweep of the {config.model.describe()} over "
         f"{' x '.join('+'.join(a) for a in axes)} = {cells} cells x {s.seeds} seeds on "
-        f"{len(jax.devices())} {jax.default_backend()} device(s)"
+        f"{len(jax.devices())} {jax.default_backend()} device(s), "
+        f"{'float64' if jax.config.jax_enable_x64 else 'float32'}"
     )
     try:
-        ds = run_sweep(config, args.out, chunk_size=args.chunk_size, progress=not args.quiet)
+        ds = run_sweep(config, out, chunk_size=args.chunk_size, progress=not args.quiet)
     except ValueError as e:
         print(f"lesde sweep: {e}", file=sys.stderr)
         return 2
-    if jax.process_index() != 0:
-        return 0  # the first process reports and draws
-    png = Path(args.out) / "phase_diagram.png"
+    png = out / SWEEP_PICTURES[0]
     plot_phase_diagram(ds, path=png)
     pictures = str(png)
     if "gains" in ds.data_vars and len(Grid(axes).shape) >= 2:
-        curves = Path(args.out) / "load_curves.png"
+        curves = out / SWEEP_PICTURES[1]
         plot_load_curves(ds, path=curves)
         pictures += f" and {curves}"
-    failed = int((ds["status"] != 0).sum())
     scalar = [m for m in config.metrics if set(ds[m].dims) <= set(ds["status"].dims) | {"time"}]
-    first = ds[scalar[0] if scalar else "status"].mean("seed")
+    first = ds[scalar[0] if scalar else "status"].mean("seed", skipna=False)
     when = ""
     if "time" in first.dims:
         first = first.isel(time=-1)
@@ -126,15 +195,18 @@ def _sweep(args) -> int:
         if "+" in dim:
             lead = dim.split("+")[0]
             first = first.assign_coords({dim: ds[lead].values}).rename({dim: f"{lead} (zipped)"})
-    print(f"{first.name} (mean over seeds){when}:")
+    print(f"{first.name} (mean over seeds; NaN where a seed is flagged){when}:")
     table = first.to_pandas() if first.ndim <= 2 else first.to_dataframe()
     print(table.to_string(float_format="%.4g") if hasattr(table, "to_string") else table)
+    counts = ", ".join(f"{n} {name}" for name, n in status_counts(ds["status"]).items())
     print(
-        f"{ds.attrs['num_members']} members ({failed} diverged or failed), "
-        f"{ds.attrs['wall_time_s_this_run']:.1f} s; results in {args.out}/sweep.nc, "
+        f"{ds.attrs['num_members']} members ({counts}), "
+        f"{ds.attrs['wall_time_s_this_run']:.1f} s; results in {out / 'sweep.nc'}, "
         f"pictures in {pictures}"
     )
-    return 0
+    warning = _flagged_warning("sweep", ds["status"].values)
+    _warn(warning)
+    return 1 if warning else 0
 
 
 def run_spring(config):
@@ -181,17 +253,25 @@ def spring_theory(config) -> dict | None:
 
 def _spring(args) -> int:
     from .io import SpringRunConfig
-    from .io._config import DEFAULT_SPRING_CONFIG
-    from .metrics import load_curve, SHAPES
-    from .plot import plot_spring_run
 
     try:
         config = load_config(args.config, schema=SpringRunConfig)
         config.model.build()  # model-level checks before any compute
         theory = spring_theory(config)
+        out = check_output_dir(args.out)
     except (ConfigError, ValueError) as e:
         print(f"lesde spring: {e}", file=sys.stderr)
         return 2
+    with output_lock(out, "lesde spring"):
+        remove_stale(out, [COMPLETE_MARKER, "spring.png"])  # replaced: not from this run
+        return _spring_into(args, config, theory, out)
+
+
+def _spring_into(args, config, theory, out: Path) -> int:
+    from .io._config import DEFAULT_SPRING_CONFIG
+    from .metrics import load_curve, SHAPES
+    from .plot import plot_spring_run
+
     source = args.config or f"embedded default ({DEFAULT_SPRING_CONFIG.name})"
     s = config.solve
     print(
@@ -210,13 +290,15 @@ def _spring(args) -> int:
     sd = gains[:, -1].std(0)
     for i in range(x.shape[-1]):
         print(f"{i + 1:6d} {final[i]:11.4g} {sd[i]:16.3g}")
-    label = SHAPES[int(stats.shape_code)]
+    code = float(stats.shape_code)
+    label = SHAPES[int(code)] if np.isfinite(code) else "n/a (flagged seeds)"
     print(
         f"load curve: {label}, curvature {float(stats.curvature):.4g}, non-uniformity "
         f"{float(stats.nonuniformity):.4g} (normalised gains of the seed mean)"
     )
     summary = {
-        "status": "success" if (status == 0).all() else "diverged",
+        "status": "success" if (status == 0).all() else "flagged",
+        "status_counts": status_counts(status),
         "final_gains_mean": final.tolist(),
         "final_gains_sd": sd.tolist(),
         "load_curve": {
@@ -228,25 +310,16 @@ def _spring(args) -> int:
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
-    out = Path(args.out)
     arrays = {"ts": np.asarray(traj.ts[0]), "positions": x, "status": status}
     png = out / "spring.png"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").unlink(missing_ok=True)  # replaced: no longer complete
     plot_spring_run(
         np.asarray(traj.ts[0]), x, theory=theory, path=png,
         time_label="t (map steps)" if theory is not None else "t",
     )
     write_run(out, config.model_dump(mode="json"), arrays, summary)
     print(f"{elapsed:.1f} s; results in {out}/ (trajectory.npz, summary.json, {png.name})")
+    _warn(_flagged_warning("spring", status, "seeds"))
     return 0 if summary["status"] == "success" else 1
-
-
-def _fingerprint(config: dict) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_trajectories(config, out: Path, progress: bool = True) -> dict:
@@ -263,14 +336,14 @@ def run_trajectories(config, out: Path, progress: bool = True) -> dict:
     t = config.train
     base = config.model_dump(mode="json")
     base.pop("corruption")
-    stamp = _fingerprint(base)
+    stamp = fingerprint_of({**base, "precision": versions()["precision"]})
     snaps = log_spaced_steps(t.steps, t.snapshots, multiple=t.eval_every) if t.snapshots else None
     impacts = None
     if t.impact_checkpoints:
         impacts = log_spaced_steps(t.steps, t.impact_checkpoints, multiple=t.eval_every)
     logs = {}
     for p in config.corruption:
-        path = out / f"log_p{p:.4f}.nc"
+        path = out / _log_name(p)
         if path.is_file():
             old = read_log(path)
             if old.attrs.get("config_fingerprint") == stamp and np.isclose(old.attrs.get("corruption", -1), p):
@@ -321,21 +394,45 @@ def _trajectory_summary(logs: dict) -> dict:
 
 
 def _train(args) -> int:
-    from .io import ConfigError
-    from .io._results import _atomic_write
     from .io._train_config import load_train_config, TrajectoriesConfig
-    from .plot import plot_logit_trajectories, plot_separation_grid, plot_validation
 
     try:
         config = load_train_config(args.config)
         config.data.build()  # data-level checks before any training
+        out = check_output_dir(args.out)
     except (ConfigError, ValueError) as e:
         print(f"lesde train: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / "summary.json"
-    marker.unlink(missing_ok=True)  # being replaced: no longer complete
+    with output_lock(out, "lesde train"):
+        stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "separation.nc"]
+        if isinstance(config, TrajectoriesConfig):  # logs of fractions this run does not train
+            wanted = {_log_name(p) for p in config.corruption}
+            stale += sorted(f.name for f in out.glob("log_p*.nc") if f.name not in wanted)
+        removed = [n for n in remove_stale(out, stale) if n.startswith("log_p")]
+        if removed:
+            print(f"removed {', '.join(removed)}: from an earlier run, for fractions this "
+                  "configuration does not train")
+        try:
+            return _train_into(args, config, out)
+        except KeyboardInterrupt:
+            kept = ("the logs of the finished fractions are kept; run the same command again "
+                    "to resume at the next fraction" if isinstance(config, TrajectoriesConfig)
+                    else "nothing was written (the grid is trained as one computation)")
+            print(f"lesde train: interrupted; {kept}", file=sys.stderr)
+            return INTERRUPTED
+
+
+def _log_name(p: float) -> str:
+    """The file of the log of corruption fraction p."""
+    return f"log_p{p:.4f}.nc"
+
+
+def _train_into(args, config, out: Path) -> int:
+    from .io._results import _atomic_write
+    from .io._train_config import TrajectoriesConfig
+    from .plot import plot_logit_trajectories, plot_separation_grid, plot_validation
+
+    marker = out / COMPLETE_MARKER
     print(f"lesde {__version__}: lesde train ({config.experiment}); config: {args.config}")
     start = time.perf_counter()
     written = []
@@ -353,7 +450,7 @@ def _train(args) -> int:
         if next(iter(logs.values())).sizes["eval_step"]:
             plot_validation(titles, path=out / "validation.png")
             written.append("validation.png")
-        written = [f"log_p{p:.4f}.nc" for p in logs] + written
+        written = [_log_name(p) for p in logs] + written
     else:
         results = run_separation(config, out, progress=not args.quiet)
         written.append("separation.nc")
@@ -369,7 +466,7 @@ def _train(args) -> int:
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
-    _atomic_write(marker, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    _atomic_write(marker, lambda p: p.write_text(dump_json(summary)))
     print(f"{elapsed:.1f} s; results in {out}/ ({', '.join(written)}, summary.json)")
     return 0
 
@@ -459,20 +556,37 @@ def closed_form_estimates(log, config) -> tuple:
 def run_fit(setup, config, progress: bool = True) -> tuple:
     """The gradient fit of a `build_fit` setup with the configuration's optimizer, then
     its report (`lesde.fit.fit_report`: standard errors from the curvature of the loss,
-    or from a bootstrap over trials). Returns (FitResult, report dict)."""
+    or from a bootstrap over trials; parameters the data do not identify get None).
+    Returns (FitResult, report dict, JSON-ready: non-finite numbers as None).
+
+    A fit that did not end normally (`stopped` 'interrupted' or 'nonfinite') gets no
+    uncertainty (its parameters are no minimum of the loss) and no bootstrap. Ctrl-C
+    during the uncertainty keeps the fit and marks it `stopped='interrupted'`, without
+    uncertainty; Ctrl-C before the first optimisation step has ended raises
+    KeyboardInterrupt (there is nothing to keep).
+    """
+    import dataclasses
+
     from . import fit as F
+    from .io._results import to_json
 
     o, u = config.optimizer, config.uncertainty
     opts = dict(method=o.method, learning_rate=o.learning_rate, schedule=o.schedule,
                 patience=o.patience, rtol=o.rtol)
     result = F.fit(setup.params, setup.loss, free=setup.free, steps=o.steps, progress=progress, **opts)
-    samples = None
-    if u.method == "bootstrap":
-        samples = F.bootstrap(
-            result, setup.make_loss, setup.log.sizes["trial"], samples=u.samples,
-            steps=u.steps, seed=config.loss.seed, progress=progress, **opts,
-        )
-    return result, F.fit_report(result, setup.loss, bootstrap_samples=samples)
+    normal = result.stopped in ("max_steps", "converged")
+    try:
+        samples = None
+        if normal and u.method == "bootstrap":
+            samples = F.bootstrap(
+                result, setup.make_loss, setup.log.sizes["trial"], samples=u.samples,
+                steps=u.steps, seed=config.loss.seed, progress=progress, **opts,
+            )
+        report = F.fit_report(result, setup.loss, bootstrap_samples=samples, uncertainty=normal)
+    except KeyboardInterrupt:
+        result = dataclasses.replace(result, stopped="interrupted")
+        report = F.fit_report(result, setup.loss, uncertainty=False)
+    return result, to_json(report)
 
 
 def _goodness_summary(goodness: dict) -> dict:
@@ -502,6 +616,13 @@ def fit_dataset(setup, result, goodness: dict, estimates=None):
     The class means are those the loss compares: the windowed class-mean logits (class
     mean and moment losses; NaN where a window has no row of a class) or the snapshot
     class means (transition loss; the model forecast from each trial's first snapshot).
+
+    Attrs say how the fit ended: `stopped` (the `FitResult` reason), `complete` (0 when
+    it was interrupted: the parameters are the best so far, not a finished fit),
+    `converged` (1 when the early-stopping criterion was met; 0 otherwise, in
+    particular when the loss became non-finite), `heldout_window` (0 when nothing is
+    held out), the goodness summary where available and `knots_beyond_data` (knots
+    whose values extrapolate a piece, `lesde.fit.check_knots`).
     """
     import xarray as xr
 
@@ -536,13 +657,20 @@ def fit_dataset(setup, result, goodness: dict, estimates=None):
             "step": ts, "class": np.arange(K, dtype=np.int32),
             "logit": np.arange(data.shape[2], dtype=np.int32), "heldout": ("step", heldout.astype(bool)),
         },
-        attrs={"loss": type(loss).__name__, "fit_until": float(setup.fit_until)},
+        attrs={
+            "loss": type(loss).__name__, "fit_until": float(setup.fit_until),
+            "heldout_window": int(setup.heldout), "stopped": result.stopped,
+            "complete": int(result.stopped != "interrupted"),
+            "converged": int(result.stopped == "converged"),
+        },
     )
     for key, value in _goodness_summary(goodness).items():
         if value is not None:
             ds.attrs[key] = float(value)
     if setup.knots is not None:
         ds.attrs["knots"] = np.asarray(setup.knots, dtype=np.float64)
+    if setup.knots_beyond_data:
+        ds.attrs["knots_beyond_data"] = np.asarray(setup.knots_beyond_data, dtype=np.float64)
     if estimates is not None:
         for name in ("A_hat", "B_hat", "alpha_hat", "beta_hat"):
             if name in estimates:
@@ -553,16 +681,11 @@ def fit_dataset(setup, result, goodness: dict, estimates=None):
 
 
 def _jsonable(x):
-    """Nested dicts/lists of numbers with NaN and inf as None, numpy scalars as Python."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+    """Nested dicts/lists of numbers with NaN and inf as None, numpy scalars as Python
+    (`lesde.io._results.to_json`)."""
+    from .io._results import to_json
+
+    return to_json(x)
 
 
 def _fmt(v, width=11):
@@ -635,117 +758,164 @@ def _print_fit_table(setup, result, report: dict, closed: dict | None) -> None:
 
 
 def _fit(args) -> int:
-    import yaml
-
     from .io import read_log
     from .io._fit_config import build_fit, load_fit_config
-    from .io._results import _atomic_write
-    from .plot import _pyplot, plot_closed_form, plot_fit
 
     start = time.perf_counter()
     try:
         config = load_fit_config(args.config)
         log = read_log(args.log)
-        setup = build_fit(config, log)  # every check on config, log and model before any fit
+        # every check on config, log and model before any fit
+        setup = build_fit(config, log, source=str(args.log))
+        out = check_output_dir(args.out)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"lesde fit: {e}", file=sys.stderr)
         return 2
+    with output_lock(out, "lesde fit"):  # this fit's outputs replace the old ones
+        remove_stale(out, [COMPLETE_MARKER, "report.json", "fit.nc", "fit.png", "closed_form.png"])
+        return _fit_into(args, config, log, setup, out, start)
+
+
+def _fit_into(args, config, log, setup, out: Path, start: float) -> int:
+    import yaml
+
+    from .io._results import _atomic_write
+    from .plot import _pyplot, plot_closed_form, plot_fit
+
     m = config.model
     times = np.asarray(setup.loss.times)
+    fitted = int((times <= setup.fit_until).sum())
     print(
         f"lesde {__version__}: lesde fit of an {'LE-ODE' if m.kind == 'leode' else 'LE-SDE'} "
         f"({m.gradient!r} gradient, {m.impact.form} impact, {m.impact.time} in time) by "
         f"{config.loss.kind} loss to {args.log}: K = {log.sizes['class']}, "
         f"{setup.log.sizes['trial']} trials, {log.sizes['step']} steps; fit window "
-        f"t <= {setup.fit_until:g} ({int((times <= setup.fit_until).sum())} of {times.size} "
-        f"data times); config: {args.config}"
+        f"t <= {setup.fit_until:g} ({fitted} of {times.size} data times"
+        f"{'' if setup.heldout else '; no held-out window'}); config: {args.config}"
     )
-    estimates, closed = closed_form_estimates(setup.log, config)
-    try:
-        result, report = run_fit(setup, config, progress=not args.quiet)
-    except ValueError as e:  # e.g. a loss that is not finite at the starting parameters
-        print(f"lesde fit: the fit failed: {e}", file=sys.stderr)
-        return 1
-    ds = fit_dataset(setup, result, report["goodness"], estimates)
-    ds.attrs["config"] = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    ds.attrs["log"] = str(args.log)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / "summary.json"
-    marker.unlink(missing_ok=True)  # being replaced: no longer complete
-    full = {
-        "log": str(args.log),
-        "fit_until": setup.fit_until,
-        "knots": setup.knots,
-        "fit": report,
-        "closed_form": closed,
-        "config": config.model_dump(mode="json"),
-        **versions(),
-    }
+    if setup.knots_beyond_data:
+        print("knots beyond the fit window's data times (their values extrapolate the "
+              "neighbouring piece): " + ", ".join(f"{t:g}" for t in setup.knots_beyond_data))
+    marker = out / COMPLETE_MARKER
 
     def dump(obj):
-        return lambda p: p.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+        return lambda p: p.write_text(dump_json(obj))
 
-    _atomic_write(out / "report.json", dump(full))
-    _atomic_write(out / "fit.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
-    written = ["report.json", "fit.nc", "fit.png"]
-    plt = _pyplot()
-    plt.close(plot_fit(ds, path=out / "fit.png"))  # PNGs are written atomically by _save
-    if "A_hat" in ds.data_vars:
-        plt.close(plot_closed_form(ds, path=out / "closed_form.png"))
-        written.append("closed_form.png")
-    else:
-        (out / "closed_form.png").unlink(missing_ok=True)  # not from this fit
-    _print_fit_table(setup, result, report, closed)
-    elapsed = time.perf_counter() - start
-    summary = {
-        "loss": report["loss"],
-        "best_loss": report["best_loss"],
-        "stopped": report["stopped"],
-        "steps_run": report["steps_run"],
-        **_goodness_summary(report["goodness"]),
-        "tail_index": None if closed is None else closed.get("tail_index"),
-        "wall_time_s": round(elapsed, 3),
-        "version_lesde": __version__,
-    }
-    _atomic_write(marker, dump(summary))
+    try:
+        estimates, closed = closed_form_estimates(setup.log, config)
+        try:
+            result, report = run_fit(setup, config, progress=not args.quiet)
+        except ValueError as e:  # e.g. a loss that is not finite at the starting parameters
+            print(f"lesde fit: the fit failed: {e}", file=sys.stderr)
+            return 1
+        complete = result.stopped != "interrupted"
+        ds = fit_dataset(setup, result, report["goodness"], estimates)
+        ds.attrs["config"] = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        ds.attrs["log"] = str(args.log)
+        full = {
+            "complete": complete,
+            "stopped": result.stopped,
+            "converged": result.stopped == "converged",
+            "log": str(args.log),
+            "fit_until": setup.fit_until,
+            "heldout_window": setup.heldout,
+            "knots": setup.knots,
+            "knots_beyond_data": list(setup.knots_beyond_data),
+            "fit": report,
+            "closed_form": closed,
+            "config": config.model_dump(mode="json"),
+            **versions(),
+        }
+        _atomic_write(out / "report.json", dump(full))
+        _atomic_write(out / "fit.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
+        if not complete:
+            print(
+                f"lesde fit: interrupted at step {report['steps_run']} of "
+                f"{config.optimizer.steps}; kept the best parameters so far (step "
+                f"{report['best_step']}, loss {report['best_loss']:.4g}) without standard "
+                f"errors in {out}/report.json and fit.nc, marked \"complete\": false (no "
+                "summary.json); rerunning the same command starts the fit again",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
+        written = ["report.json", "fit.nc", "fit.png"]
+        plt = _pyplot()
+        plt.close(plot_fit(ds, path=out / "fit.png"))  # PNGs are written atomically by _save
+        if "A_hat" in ds.data_vars:
+            plt.close(plot_closed_form(ds, path=out / "closed_form.png"))
+            written.append("closed_form.png")
+        _print_fit_table(setup, result, report, closed)
+        elapsed = time.perf_counter() - start
+        summary = {
+            "loss": report["loss"],
+            "best_loss": report["best_loss"],
+            "stopped": report["stopped"],
+            "converged": full["converged"],
+            "steps_run": report["steps_run"],
+            **_goodness_summary(report["goodness"]),
+            "tail_index": None if closed is None else closed.get("tail_index"),
+            "wall_time_s": round(elapsed, 3),
+            "version_lesde": __version__,
+        }
+        _atomic_write(marker, dump(summary))
+    except KeyboardInterrupt:
+        marker.unlink(missing_ok=True)
+        print(
+            "lesde fit: interrupted before the fit had parameters to keep or while writing "
+            f"its outputs; {out}/ holds no complete run (no summary.json); rerunning the "
+            "same command starts again",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     print(
         f"loss {report['best_loss']:.4g} ({report['loss']}), stopped: {report['stopped']} after "
         f"{report['steps_run']} steps; {elapsed:.1f} s; results in {out}/ "
         f"({', '.join(written)}, summary.json)"
     )
+    if result.stopped == "nonfinite":
+        print(
+            f"lesde fit: the loss became non-finite at step {report['steps_run'] - 1}; the "
+            f"outputs hold the best finite parameters (step {report['best_step']}) without "
+            "standard errors, marked \"converged\": false",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _plot(args) -> int:
-    import xarray as xr
-
+    from .io import read_sweep
     from .plot import _grid_dims, plot_load_curves, plot_phase_diagram
 
     path = Path(args.result)
-    if not path.is_file():
-        print(f"lesde plot: no such file: {path}", file=sys.stderr)
+    out = Path(args.out) if args.out else path.with_suffix(".png")
+    try:
+        ds = read_sweep(path)
+        check_output_file(out)
+    except ValueError as e:
+        print(f"lesde plot: {e}", file=sys.stderr)
         return 2
-    with xr.open_dataset(path, engine="scipy") as ds:
-        out = Path(args.out) if args.out else path.with_suffix(".png")
-        written = [out]
-        try:
-            ds = ds.load()
-            plot_phase_diagram(ds, metrics=args.metrics, path=out)
-            if "gains" in ds.data_vars and len(_grid_dims(ds)) >= 2:  # spring-block sweep
-                written.append(out.with_name(f"{out.stem}_load_curves.png"))
-                plot_load_curves(ds, path=written[-1])
-        except ValueError as e:
-            print(f"lesde plot: {e}", file=sys.stderr)
-            return 2
+    written = [out]
+    try:
+        plot_phase_diagram(ds, metrics=args.metrics, path=out)
+        if "gains" in ds.data_vars and len(_grid_dims(ds)) >= 2:  # spring-block sweep
+            written.append(out.with_name(f"{out.stem}_load_curves.png"))
+            plot_load_curves(ds, path=written[-1])
+    except ValueError as e:
+        print(f"lesde plot: {e}", file=sys.stderr)
+        return 2
     print(f"written {', '.join(map(str, written))}")
     return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="lesde", description="Simulate locally elastic SDEs of training dynamics."
+        prog="lesde", description="Simulate locally elastic SDEs of training dynamics.",
+        epilog="Exit status: 0 complete, every member healthy; 1 complete, but members "
+        "flagged (diverged, inaccurate: their results are NaN) or the run failed; 2 a bad "
+        "config, input or output location (refused before any compute) or an output "
+        "folder that another lesde command is writing; 130 interrupted (Ctrl-C): no "
+        "summary.json, what was kept is printed. Every command takes --x64.",
     )
     parser.add_argument("--version", action="version", version=f"lesde {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -767,7 +937,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("config", help="YAML sweep config (see configs/)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--chunk-size", type=int, default=None, help="members per compiled call")
+    p.add_argument("--chunk-size", type=positive_int, default=None, help="members per compiled call")
     p.add_argument(
         "--distributed", action="store_true",
         help="several hosts: call jax.distributed.initialize() (run the same command on each)",
@@ -804,8 +974,10 @@ def main(argv=None) -> int:
         "from `lesde train`, or the LE-SDE authors' .csv): closed-form estimates, the "
         "gradient fit with standard errors, the prediction of the held-out later window. "
         "Writes report.json, fit.nc, fit.png, closed_form.png and summary.json (last) to "
-        "--out. Exit status 2: an invalid config or log (nothing computed); 1: the fit "
-        "failed (nothing written).",
+        "--out. Exit status 2: an invalid config, log or --out (nothing computed); 1: the "
+        "fit failed (nothing written) or its loss became non-finite (outputs marked "
+        "\"converged\": false); 130: interrupted (report.json and fit.nc marked "
+        "\"complete\": false, no summary.json).",
     )
     p.add_argument("log", help="trajectory log (.nc or .csv)")
     p.add_argument("--config", required=True, help="YAML fit config (see configs/fit_*.yaml)")
@@ -821,8 +993,25 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
     p.add_argument("--metrics", nargs="+", default=None, help="metrics to draw")
     p.set_defaults(func=_plot)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--x64", action="store_true",
+            help="compute in double precision (float64; default float32): for long horizons "
+            "or growing states whose float32 results are flagged inaccurate",
+        )
     args = parser.parse_args(argv)
-    return args.func(args)
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", bool(args.x64) or old)
+    try:
+        return args.func(args)
+    except OutputError as e:  # e.g. another run holds the output folder
+        print(f"lesde {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lesde {args.command}: interrupted; no result was completed", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        jax.config.update("jax_enable_x64", old)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,8 +67,9 @@ def _label(dim):
 def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | None = None):
     """Heat maps of the seed-mean of each metric over the last two swept dimensions (one
     row per setting of any further dimensions), or curves for a one-dimensional sweep,
-    with the theoretical transition drawn as a dashed line. The fraction of members
-    that did not succeed is shown as the last panel. Saves a PNG to `path` if given and
+    with the theoretical transition drawn as a dashed line. A cell with a flagged member
+    (status != 0, its metrics NaN) is left blank, and the fraction of flagged members is
+    shown as the last panel. Saves a PNG to `path` if given and
     returns the matplotlib Figure.
     """
     import matplotlib
@@ -83,8 +84,9 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
     unknown = [n for n in names if n not in ds.data_vars]
     if unknown:
         raise ValueError(f"metrics {unknown} are not in the dataset; it has {list(ds.data_vars)}")
-    panels = {n: ds[n].mean("seed") for n in names}
-    panels["fraction failed"] = (ds["status"] != 0).mean("seed")
+    # a cell with a flagged seed (NaN) stays blank: its mean would not be a measurement
+    panels = {n: ds[n].mean("seed", skipna=False) for n in names}
+    panels["fraction flagged"] = (ds["status"] != 0).mean("seed")
     lines = theory_lines(ds)
 
     def coord(dim):
@@ -184,7 +186,7 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
     y, x = dims[-2], dims[-1]
     lead = dims[:-2] + (["time"] if "time" in ds["gains"].dims else [])
     panels = [dict(zip(lead, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in lead])]
-    gains = ds["gains"].mean("seed")
+    gains = ds["gains"].mean("seed", skipna=False)  # blank where a seed is flagged
     nx, ny = ds.sizes[x], ds.sizes[y]
     fig = plt.figure(figsize=(min(2 + 0.55 * nx, 14) * len(panels), min(1.5 + 0.5 * ny, 14)))
     subs = np.atleast_1d(fig.subfigures(1, len(panels), squeeze=False)[0])

@@ -15,6 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 import lesde
 from lesde import fit as F
+from lesde.io._results import dump_json
 
 
 def _solve_class_means(model, ts, y0):
@@ -59,6 +60,7 @@ def _class_offsets(K, per_class, key, spread=0.05):
 # Planted-parameter recovery
 
 
+@pytest.mark.slow  # the K = 10 test below and the time-varying transition test check the same
 def test_class_mean_recovers_time_varying_general_impact_k3():
     K = 3
     knots = jnp.array([0.0, 1000.0, 2000.0])
@@ -101,7 +103,7 @@ def test_class_mean_recovers_general_impact_k10_and_predicts_heldout():
     assert good["heldout"]["r2"] > 0.999  # the later window, not fitted, is predicted
 
 
-@pytest.mark.slow  # the K = 10 test below makes the same checks in the default run
+@pytest.mark.slow  # the K = 10 test below makes the same checks
 def test_moment_matching_recovers_alpha_beta_and_sigma_k3():
     K, per = 3, 20
     labels, y0 = _class_offsets(K, per, jr.key(5))
@@ -124,6 +126,7 @@ def test_moment_matching_recovers_alpha_beta_and_sigma_k3():
     assert abs(float(m.noise.independent(0.0))) == pytest.approx(sigma, rel=0.1)
 
 
+@pytest.mark.slow  # long; the moment loss's gradient is checked against finite differences by default
 def test_moment_matching_recovers_alpha_beta_and_sigma_k10():
     K, per = 10, 6
     labels, y0 = _class_offsets(K, per, jr.key(7))
@@ -370,6 +373,60 @@ def test_bootstrap_over_trials_of_a_log():
 
 
 # ------------------------------------------------------------------------------
+# What the data do not identify
+
+
+def _unfitted(params, loss, time_scale):
+    """A FitResult at `params` (no optimisation): the report at the planted values."""
+    return F.FitResult(params=params, free=F.free_parameters(params), history=np.zeros(1),
+                       best_loss=0.0, best_step=0, stopped="max_steps",
+                       time_scale=time_scale)
+
+
+def test_parameters_entering_only_through_their_difference_get_no_stderr():
+    """The class means sum to zero at every time (they do at t = 0 and the identity
+    LE-ODE keeps the sum), so the drift (1/K) ((alpha - beta) Xbar_k + beta sum Xbar)
+    sees alpha - beta only: (1, 1) is a null direction of J^T J, and neither alpha
+    nor beta is identified. Their standard errors are NaN (null in JSON), never 0."""
+    K = 3
+    x0 = np.array([[1.0, -0.3, 0.2], [-0.4, 0.8, 0.1], [-0.6, -0.5, -0.3]])  # columns sum to 0
+    truth = lesde.LEODE(lesde.LocallyElastic(4e-3, 1e-3), "identity", K)
+    ts = np.linspace(0.0, 200.0, 11)
+    loss = F.ClassMeanLoss(F.ClassMeans(ts, _solve_class_means(truth, ts, x0)), num_steps=20)
+    rep = F.fit_report(_unfitted(F.Parameters(truth), loss, 200.0), loss)
+    for name in ("model.impact.alpha.value", "model.impact.beta.value"):
+        assert math.isnan(rep["parameters"][name]["stderr"])
+        assert rep["parameters"][name]["identified"] is False
+        assert rep["parameters"][name]["value"] == pytest.approx(4e-3 if "alpha" in name else 1e-3)
+    rank = rep["covariance_rank"]
+    assert rank["rank"] == 1 and rank["parameters"] == 2
+    assert rank["not_identified"] == ["model.impact.alpha.value", "model.impact.beta.value"]
+    assert rank["rtol"] == pytest.approx(math.sqrt(float(jnp.finfo(jnp.zeros(()).dtype).eps)))
+    text = dump_json(rep)
+    assert "NaN" not in text and '"stderr": null' in text
+
+
+def test_a_knot_no_data_time_depends_on_gets_no_stderr():
+    """E(t) piecewise linear through knots 0, 100, 400 and data up to t = 100: the
+    values of the knot at 400 do not move the loss (zero columns of J), the other 8
+    entries are identified and keep finite standard errors."""
+    K = 2
+    values = jnp.stack([4e-3 * jnp.eye(K) + 1e-3, 3e-3 * jnp.eye(K), 5e-3 * jnp.eye(K)])
+    truth = lesde.LEODE(lesde.General(lesde.PiecewiseLinear(jnp.array([0.0, 100.0, 400.0]), values)),
+                        "identity", K)
+    ts = np.linspace(0.0, 100.0, 11)
+    x0 = np.array([[1.0, -0.3], [-0.4, 0.8]])
+    loss = F.ClassMeanLoss(F.ClassMeans(ts, _solve_class_means(truth, ts, x0)), num_steps=20)
+    rep = F.fit_report(_unfitted(F.Parameters(truth), loss, 100.0), loss)
+    params = rep["parameters"]
+    dead = [n for n in params if n.startswith("model.impact.schedule.values[2,")]
+    assert len(dead) == 4 and rep["covariance_rank"]["not_identified"] == dead
+    assert rep["covariance_rank"]["rank"] == 8
+    for name, p in params.items():
+        assert math.isnan(p["stderr"]) == (name in dead) and p["identified"] == (name not in dead)
+
+
+# ------------------------------------------------------------------------------
 # Errors
 
 
@@ -409,19 +466,20 @@ def test_too_few_steps_for_the_knots_are_refused():
 
 def test_mismatched_models_are_refused():
     K = 3
-    data = F.ClassMeans(np.arange(4.0), np.zeros((4, K, K)))
+    ramp = np.arange(4.0)[:, None, None] * np.ones((1, K, K))  # data that vary in time
+    data = F.ClassMeans(np.arange(4.0), ramp)
     loss = F.ClassMeanLoss(data)
     wrong = F.Parameters(lesde.LEODE(lesde.LocallyElastic(0.1, 0.0), "identity", 4))
     with pytest.raises(ValueError, match="K = 4 classes.*data have K = 3"):
         F.fit(wrong, loss, progress=False)
     ode = F.Parameters(lesde.LEODE(lesde.LocallyElastic(0.1, 0.0), "identity", K))
-    moments = F.MomentLoss(F.ClassMoments(np.arange(4.0), np.zeros((4, K, K)), np.zeros((4, K, K, K))))
+    moments = F.MomentLoss(F.ClassMoments(np.arange(4.0), ramp, np.zeros((4, K, K, K))))
     with pytest.raises(ValueError, match="must be an LESDE"):
         F.fit(ode, moments, progress=False)
     labels = np.repeat(np.arange(K), 2)
     sde = F.Parameters(lesde.LESDE(lesde.LocallyElastic(0.1, 0.0), "identity", lesde.Classes(labels, K),
                                    noise=lesde.Noise(shared=0.1)))
-    snaps = F.TransitionLoss(F.Snapshots(np.arange(3.0), np.zeros((3, 6, K)), labels))
+    snaps = F.TransitionLoss(F.Snapshots(np.arange(3.0), ramp[:3, :2].reshape(3, 6, 1) * np.ones(K), labels))
     with pytest.raises(ValueError, match="independent noise"):
         F.fit(sde, snaps, progress=False)
     fn = F.Parameters(lesde.LEODE(lesde.LocallyElastic(lambda t: 0.1 + 0 * t, 0.0), "identity", K))

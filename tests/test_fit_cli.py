@@ -111,7 +111,7 @@ def nc_run(logs, tmp_path_factory):
 def test_fit_end_to_end_recovers_the_planted_impacts(nc_run, capsys):
     code, out = nc_run
     assert code == 0
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}  # not the lock
     assert names == {"report.json", "fit.nc", "fit.png", "closed_form.png", "summary.json"}
     summary_time = (out / "summary.json").stat().st_mtime_ns
     assert all((out / n).stat().st_mtime_ns <= summary_time for n in names)  # written last
@@ -135,8 +135,18 @@ def test_fit_end_to_end_recovers_the_planted_impacts(nc_run, capsys):
     assert FitConfig.model_validate(report["config"]) == FitConfig.model_validate(PLANTED)
     assert report["fit_until"] == 299.0 and "version_lesde" in report
 
+    assert report["complete"] is True and report["stopped"] == "max_steps"
+    assert report["converged"] is False and report["heldout_window"] is True
+    assert report["knots_beyond_data"] == []
+    assert report["fit"]["covariance_rank"] == {
+        "rank": 2, "parameters": 2, "not_identified": [], "rtol": report["fit"]["covariance_rank"]["rtol"]}
+    assert all(p["identified"] for p in params.values())
+    for name in names - {"fit.png", "closed_form.png", "fit.nc"}:
+        _strict_json((out / name).read_text())  # no NaN or Infinity tokens
+
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "max_steps" and summary["steps_run"] == 60
+    assert summary["converged"] is False
     assert summary["r2_fit"] == report["fit"]["goodness"]["fit"]["r2"]
     assert summary["tail_index"] == cf["tail_index"] and summary["wall_time_s"] > 0
 
@@ -152,6 +162,8 @@ def test_fit_end_to_end_recovers_the_planted_impacts(nc_run, capsys):
         for name in ("A_hat", "B_hat", "alpha_hat", "beta_hat"):
             assert ds[name].dims == ("cf_step",)
         assert ds.attrs["r2_fit"] > 0.99 and "config" in ds.attrs
+        assert ds.attrs["complete"] == 1 and ds.attrs["stopped"] == "max_steps"
+        assert ds.attrs["converged"] == 0 and ds.attrs["heldout_window"] == 1
     assert not list(out.glob(".*partial*"))
 
 
@@ -181,7 +193,8 @@ def test_fit_lesde_transition_likelihood_with_bootstrap(logs, tmp_path, capsys):
     out = tmp_path / "out"
     cfg = _write(tmp_path, config)
     assert main(["fit", str(logs["snapshots"]), "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
-    assert {p.name for p in out.iterdir()} == {"report.json", "fit.nc", "fit.png", "summary.json"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
+        "report.json", "fit.nc", "fit.png", "summary.json"}
     report = json.loads((out / "report.json").read_text())
     assert report["closed_form"] is None and report["fit"]["loss"] == "TransitionLoss"
     assert report["fit"]["uncertainty"].startswith("bootstrap over trials (3 resamples)")
@@ -196,6 +209,114 @@ def test_fit_lesde_transition_likelihood_with_bootstrap(logs, tmp_path, capsys):
     with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
         assert ds.sizes["step"] == STEPS // 20 and not ds["heldout"].values[0]
         assert "A_hat" not in ds.data_vars
+
+
+def _strict_json(text):
+    """json.loads that refuses the non-JSON tokens NaN, Infinity and -Infinity."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_no_heldout_window_reports_its_goodness_as_null(logs):
+    """data.fit_until = 1 fits every window: the held-out goodness is not available
+    (null in JSON, 0 points), not a number computed from nothing."""
+    from lesde.io._fit_config import build_fit
+    from lesde.io._results import dump_json
+
+    setup = build_fit(FitConfig.model_validate(_merge(PLANTED, {"data": {"fit_until": 1.0}})),
+                      logs["log"])
+    assert setup.heldout is False and setup.fit_until == STEPS - 1
+    good = _strict_json(dump_json(setup.loss.goodness(setup.params)))
+    assert good["heldout"] == {"rmse": None, "relative_rmse": None, "r2": None, "points": 0}
+    assert good["fit"]["points"] == (STEPS // WINDOW) * K * K and good["fit"]["r2"] is not None
+
+
+def test_a_fit_whose_loss_becomes_nonfinite_exits_1_marked_not_converged(logs, tmp_path, capsys,
+                                                                         monkeypatch):
+    from lesde import fit as F
+
+    real = F.fit
+
+    def diverging(*args, **kwargs):  # the loss became NaN after 3 steps
+        r = real(*args, **{**kwargs, "steps": 3})
+        return F.FitResult(params=r.params, free=r.free, history=np.r_[r.history, np.nan],
+                           best_loss=r.best_loss, best_step=r.best_step, stopped="nonfinite",
+                           time_scale=r.time_scale)
+
+    monkeypatch.setattr(F, "fit", diverging)
+    out = tmp_path / "out"
+    code = main(["fit", str(logs["nc"]), "--config", str(_write(tmp_path, PLANTED)), "--out",
+                 str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the loss became non-finite at step 3" in err and '"converged": false' in err
+    report = _strict_json((out / "report.json").read_text())
+    assert report["complete"] is True and report["converged"] is False
+    assert report["stopped"] == "nonfinite" and report["fit"]["uncertainty"].startswith("not computed")
+    assert all(p["stderr"] is None for p in report["fit"]["parameters"].values())
+    assert _strict_json((out / "summary.json").read_text())["converged"] is False
+    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+        assert ds.attrs["converged"] == 0 and ds.attrs["stopped"] == "nonfinite"
+
+
+SIGINT_CONFIG = _merge(PLANTED, {
+    "optimizer": {"steps": 1_000_000, "patience": None},
+    "closed_form": {"estimator": "none"},
+    "loss": {"num_steps": 20},
+})
+
+
+def test_an_interrupted_fit_exits_130_and_looks_incomplete(logs, tmp_path):
+    """Ctrl-C (SIGINT) once the fit loop runs: exit status 130, no summary.json, the
+    report and fit.nc marked incomplete with the best parameters so far."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}\n")  # a previous complete run is replaced
+    (out / "fit.png").write_bytes(b"old")
+    cfg = _write(tmp_path, SIGINT_CONFIG)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lesde.cli", "fit", str(logs["nc"]), "--config", str(cfg),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    err = bytearray()
+    reader = threading.Thread(target=lambda: [err.extend(c) for c in iter(lambda: proc.stderr.read1(4096), b"")],
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not re.search(rb"fit: .*\| *[1-9][0-9]*/1000000", bytes(err)):  # a step is done
+            assert proc.poll() is None and time.monotonic() < deadline, bytes(err).decode()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+    text = bytes(err).decode()
+    assert code == 130, text[-2000:]
+    assert re.search(r"lesde fit: interrupted at step \d+ of 1000000; kept the best parameters so "
+                     r"far .* marked \"complete\": false \(no summary\.json\); rerunning the same "
+                     r"command starts the fit again", text), text[-2000:]
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {"report.json", "fit.nc"}
+    report = _strict_json((out / "report.json").read_text())
+    assert report["complete"] is False and report["stopped"] == "interrupted"
+    assert report["fit"]["stopped"] == "interrupted" and report["converged"] is False
+    assert 0 < report["fit"]["steps_run"] < 1_000_000
+    assert all(p["stderr"] is None for p in report["fit"]["parameters"].values())
+    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+        assert ds.attrs["complete"] == 0 and ds.attrs["stopped"] == "interrupted"
 
 
 # ---------------------------------------------------------------------------------
@@ -281,7 +402,7 @@ def test_a_fit_that_fails_exits_1_writing_nothing(logs, tmp_path, capsys):
     assert main(["fit", str(logs["nc"]), "--config", str(_write(tmp_path, config)),
                  "--out", str(out), "--quiet"]) == 1
     assert "the loss is not finite at the starting parameters" in capsys.readouterr().err
-    assert not out.exists()
+    assert [p.name for p in out.iterdir()] == [".lesde.lock"]  # checked and locked, nothing written
 
 
 def test_bad_logs_exit_2(logs, tmp_path, capsys):

@@ -96,6 +96,44 @@ def test_csv_round_trip(tmp_path):
     assert os.listdir(tmp_path) == ["run.csv"]
 
 
+def test_csv_eval_steps_that_are_not_steps(tmp_path):
+    """An eval step that is not a step gets a validation-only row per trial (itr = the
+    eval step, training cells empty), read back as an eval step only."""
+    ds = random_log(eval_steps=np.array([0, 4, 8, S, S + 3]))
+    path = write_csv(ds, tmp_path / "run.csv")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + T * (S + 2)
+    alone = lines[S + 1].split(",")  # trial 0 after its S step rows
+    assert alone[:2] == ["0", str(S)] and alone[2:2 + 1 + K + 2] == [""] * (K + 3)
+    assert alone[-2] != "" and alone[-1] != ""
+    back = read_csv(path)
+    assert_same_log(ds, back, attrs=False)
+    for name in ("val_loss", "val_acc"):
+        np.testing.assert_array_equal(back[name].values, ds[name].values)
+
+
+def test_csv_round_trip_of_a_train_sgd_log(tmp_path):
+    """`lesde.nets.train_sgd` evaluates once more after the last update (eval_step =
+    steps, no step row): its log goes through the CSV layout with every variable and
+    coordinate equal."""
+    import lesde
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)  # digits-like: 3 classes of 8 features
+    y = np.arange(60) % 3
+    log = lesde.nets.train_sgd(lesde.nets.from_arrays(x, y), network="mlp",
+                               network_options={"width": 8, "depth": 2}, trials=2, steps=20,
+                               eval_every=10)
+    np.testing.assert_array_equal(log["eval_step"].values, [0, 10, 20])
+    assert 20 not in log["step"].values
+    back = read_log(write_csv(log, tmp_path / "log.csv"))
+    assert set(back.variables) == set(log.variables)
+    for name in log.variables:
+        assert back[name].dims == log[name].dims
+        assert back[name].dtype == log[name].dtype, name
+        np.testing.assert_array_equal(back[name].values, log[name].values, err_msg=name)
+
+
 def test_csv_rows_in_any_order_and_trial_ids_kept(tmp_path):
     ds = random_log()
     path = write_csv(ds, tmp_path / "run.csv")

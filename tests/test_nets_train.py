@@ -8,6 +8,8 @@ file stays fast on a CPU. Reference values are computed independently: forward p
 written out in NumPy from the weights, SGD replayed with optax, metrics applied directly.
 """
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,8 @@ import pytest
 
 from lesde.metrics import linearly_separable, separation_fuzziness, trace_ratio
 from lesde.nets import apply as _apply
-from lesde.nets import BNMLP, from_arrays, LeNet, make_network, MLP, train_separation, train_sgd
+from lesde.nets import BNMLP, from_arrays, LeNet, log_spaced_steps, make_network, MLP, train_separation, train_sgd
+from lesde.nets._train import _fuzziness_by_layer
 
 
 K = 3
@@ -623,6 +626,31 @@ def test_train_separation_rejects_empty_validation_set():
     assert data.num_val == 0
     with pytest.raises(ValueError, match="validation set"):
         train_separation(data, seeds=1, epochs=1, width=4, depth=2)
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, 3.0, True, "3", None])
+def test_integer_arguments_must_be_positive_ints(sep_data, value):
+    """Counts go through `check_positive_int`: the message names the field and the value."""
+    want = re.escape(f"must be a positive integer, got {value!r}")
+    with pytest.raises(ValueError, match="seeds " + want):
+        train_separation(sep_data, seeds=value, epochs=1, width=4, depth=2)
+    with pytest.raises(ValueError, match="num " + want):
+        log_spaced_steps(10, value)
+    assert log_spaced_steps(np.int64(10), 3).tolist() == [0, 2, 10]
+
+
+def test_fuzziness_by_layer_is_one_svd_and_matches_each_layer():
+    """D of all layers from one batched SVD, the features zero-padded to a common width,
+    equals `separation_fuzziness` of each layer, for layers narrower and wider than K (one
+    LAPACK call per program: several at once can deadlock XLA's CPU thread pool)."""
+    rng = np.random.default_rng(3)
+    y = jnp.asarray(np.arange(40) % K)
+    feats = [jnp.asarray(rng.normal(size=(40, w)) + 3 * rng.normal(size=w), jnp.float32) for w in (8, 2, 5)]
+    fn = jax.jit(_fuzziness_by_layer, static_argnums=2)
+    want = [float(separation_fuzziness(h, y, K)) for h in feats]
+    np.testing.assert_allclose(fn(feats, y, K), want, rtol=1e-5)
+    if jax.default_backend() == "cpu":
+        assert fn.lower(feats, y, K).as_text().count("custom_call @lapack") == 1
 
 
 # ======================================================================================

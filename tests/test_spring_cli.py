@@ -45,7 +45,7 @@ def test_lesde_sweep_draws_the_load_curve_grid(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["sweep", str(cfg), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "spring-block map (variant A)" in printed and "curvature (mean over seeds)" in printed
+    assert "spring-block map (variant A)" in printed and "curvature (mean over seeds; NaN where a seed is flagged)" in printed
     assert (out / "load_curves.png").stat().st_size > 0
     assert (out / "phase_diagram.png").stat().st_size > 0
     with xr.open_dataset(out / "sweep.nc", engine="scipy") as ds:
@@ -115,7 +115,7 @@ def test_lesde_spring_default_config_is_the_authors_map():
         (lambda c: c["solve"].update(dt=0.5), r"solve.dt must be 1 for the spring-block map"),
         (lambda c: c["sweep"].update(metrics=["loss"]), r"unknown \['loss'\] for a spring_map model"),
         (lambda c: c["sweep"]["axes"].append({"num_blocks": [3, 4]}), r"'num_blocks' is not a sweepable parameter"),
-        (lambda c: c["sweep"]["axes"].append({"eta": [0.1, -0.1]}), r"eta = -0.1: eta must be > 0, got -0.1"),
+        (lambda c: c["sweep"]["axes"].append({"eta": [0.1, -0.1]}), r"eta = -0.1\): eta must be > 0, got -0.1"),
     ],
 )
 def test_bad_spring_configs_are_refused_by_key(edit, match):

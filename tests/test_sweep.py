@@ -14,6 +14,7 @@ import xarray as xr
 import yaml
 
 import lesde
+from lesde._checks import recording_checks
 from lesde.io import ConfigError, parse_config, run_sweep, SweepConfig
 from lesde.metrics import metrics_fn
 from lesde.plot import plot_phase_diagram, theory_lines
@@ -68,7 +69,8 @@ def test_one_compilation_for_the_whole_sweep():
     traces = []
 
     def counting_build(p):
-        if isinstance(p["alpha"], jax.core.Tracer):  # not the concrete probe of cell 0
+        # not the concrete probe of cell 0, nor the vmapped check of every cell
+        if isinstance(p["alpha"], jax.core.Tracer) and not recording_checks():
             traces.append(1)
         return build(p)
 
@@ -244,11 +246,20 @@ def test_phase_transition_at_alpha_equals_beta(tmp_path):
     assert not (tmp_path / "out" / "chunks").exists()
     err = ds["ncm_error"].sel(time=300.0).mean("seed").values
     gap = ds["impact.alpha"].values - ds["impact.beta"].values
+    # float32 cannot hold the largest gap to t = 300 (the class means grow as exp(15)
+    # against a within-class spread of ~1): those members are flagged, their metrics NaN
+    status = ds["status"].values
+    flagged = (status != 0).any(axis=1)
+    if jax.config.jax_enable_x64:
+        assert not flagged.any()
+    else:
+        assert flagged.tolist() == [False, False, False, False, True], status
+        assert (status[flagged] == lesde.solve.INACCURATE).all() and np.isnan(err[flagged]).all()
     assert np.all(err[gap <= 0] > 0.3), (gap, err)  # chance level is 2/3
-    assert np.all(err[gap > 0] < 0.05), (gap, err)
+    assert np.all(err[(gap > 0) & ~flagged] < 0.05), (gap, err)
     # the transition is sharper at the longer horizon
     early = ds["ncm_error"].sel(time=100.0).mean("seed").values
-    assert early[gap > 0].max() >= err[gap > 0].max()
+    assert early[(gap > 0) & ~flagged].max() >= err[(gap > 0) & ~flagged].max()
     assert theory_lines(ds)["impact.alpha+impact.beta"] == pytest.approx(0.0, abs=1e-12)
     png = tmp_path / "pd.png"
     plot_phase_diagram(ds, path=png)
@@ -264,7 +275,7 @@ def test_phase_transition_at_alpha_equals_beta(tmp_path):
         (lambda c: c["sweep"]["axes"].append({"impact.gamma": [1.0]}),
          "'impact.gamma' is not a sweepable parameter"),
         (lambda c: c["sweep"]["axes"].append({"noise.independent": [0.1, -0.2]}),
-         r"noise.independent = -0.2: noise.independent sigma must be >= 0"),
+         r"noise.independent = -0.2\): noise.independent sigma must be >= 0, got -0.2"),
         (lambda c: c["sweep"].update(metrics=["nc9"]), r"unknown \['nc9'\]"),
         (lambda c: c["sweep"].update(save_times=[100.0, 400.0]), "within \\(0, t1 = 300.0\\]"),
         (lambda c: c["sweep"]["axes"][0].update({"impact.alpha": {"linspace": [0, 1]}}),

@@ -13,6 +13,7 @@
 """
 
 from ._data import (
+    check_varies as check_varies,
     ClassMeans as ClassMeans,
     ClassMoments as ClassMoments,
     FitDataError as FitDataError,
@@ -45,6 +46,8 @@ from ._params import (
 )
 from ._report import (
     bootstrap as bootstrap,
+    Curvature as Curvature,
+    curvature as curvature,
     fit_report as fit_report,
     impact_matrices as impact_matrices,
     parameter_covariance as parameter_covariance,

@@ -6,6 +6,8 @@ Each container is a checked Equinox module of concrete arrays. Times are in the 
 units (SGD steps); the fits rescale them internally.
 """
 
+import math
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -18,7 +20,65 @@ from ..io._logs import check_log, class_mean_logits, window_rows
 
 
 class FitDataError(ValueError):
-    """Data that cannot be fitted (NaN, too few time points, inconsistent shapes)."""
+    """Data that cannot be fitted (NaN, too few time points, inconsistent shapes, values
+    beyond what float32 can compute with, data that do not vary over the fit window)."""
+
+
+# The fits compute in float32 (JAX's default precision; the logs store float32). A value
+# is usable when its square is a finite, normal float32, so the squared residuals and
+# scales of the losses neither overflow nor underflow.
+_F32 = np.finfo(np.float32)
+LARGEST = math.sqrt(float(_F32.max))  # 1.84e19
+SMALLEST = math.sqrt(float(_F32.tiny))  # 1.08e-19
+RESOLUTION = float(_F32.eps)  # 1.19e-7, float32's relative resolution
+
+
+def _check_magnitude(name: str, values: np.ndarray, valid: np.ndarray, where) -> None:
+    """Refuse |values| > `LARGEST` where `valid`: their squares overflow float32.
+    `where(index)` describes the position of the first offending entry."""
+    a = np.where(valid, np.abs(values), 0.0)
+    if a.size and a.max() > LARGEST:
+        idx = np.unravel_index(int(np.argmax(a > LARGEST)), a.shape)
+        raise FitDataError(
+            f"{name} is too large for a float32 fit: |value| = {a[idx]:.3g} at {where(idx)} "
+            f"exceeds {LARGEST:.3g} = sqrt(largest float32 {float(_F32.max):.3g}), beyond "
+            "which squares overflow"
+        )
+
+
+def check_varies(name: str, ts: np.ndarray, values: np.ndarray, valid: np.ndarray, *,
+                 power: int = 1) -> None:
+    """Refuse data that do not vary over time: `values` (T, ...) at times `ts`, entries
+    with `valid` False ignored (`valid` broadcasts against `values`).
+
+    An entry (a class and coordinate, say) varies when its change over time (max - min
+    over its valid times) exceeds both float32's resolution of its values
+    (`RESOLUTION` x its largest |value|: a smaller change is rounding) and
+    `SMALLEST`**`power` (the square root of the smallest normal float32, squared for
+    `power` = 2, e.g. covariances: a smaller change underflows when squared). The data
+    are refused when no entry varies: they determine no dynamics, every drift that
+    vanishes on them fits equally well. The message gives the entry closest to varying.
+    """
+    valid = np.broadcast_to(valid, values.shape)
+    v = np.where(valid, values, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # entries with no valid time
+        change = np.nan_to_num(np.nanmax(v, axis=0) - np.nanmin(v, axis=0)).ravel()
+        big = np.nan_to_num(np.nanmax(np.abs(v), axis=0)).ravel()
+    floor = SMALLEST**power
+    threshold = np.maximum(RESOLUTION * big, floor)
+    if change.size and (change > threshold).any():
+        return
+    i = int(np.argmax(change / threshold)) if change.size else 0
+    c, b, th = (float(a[i]) if a.size else 0.0 for a in (change, big, threshold))
+    t = np.asarray(ts)
+    raise FitDataError(
+        f"{name} do not vary over the fit window (times {t[0]:g} .. {t[-1]:g}): no entry "
+        f"changes by more than the larger of float32's resolution {RESOLUTION:.3g} x its "
+        f"largest |value| and {floor:.3g} (sqrt of the smallest normal float32"
+        f"{', squared' if power == 2 else ''}); the closest changes by {c:.3g}, not above "
+        f"{th:.3g} (its largest |value| is {b:.3g}); nothing in them determines the dynamics"
+    )
 
 
 def _times(name: str, ts: Any, length: int) -> np.ndarray:
@@ -70,6 +130,11 @@ class ClassMeans(eqx.Module):
 
     **Arguments:** `ts` (T,), `xbar` (T, K, p) (NaN allowed only where weight is 0),
     `weight` (T, K), default ones.
+
+    Refused (`FitDataError`): times that are not finite, increasing and >= 0, fewer than
+    2 time points, a time with no class, non-finite means where weight > 0, and means
+    beyond `LARGEST` = 1.84e19 in absolute value (the square root of the largest
+    float32: their squares overflow in a float32 fit).
     """
 
     ts: Float[Array, " T"]
@@ -97,6 +162,8 @@ class ClassMeans(eqx.Module):
                 f"(index {m}), class {k}, coordinate {j}"
             )
         _check_points(ts, weight, "class means")
+        _check_magnitude("xbar", xbar, weight[..., None] > 0,
+                         lambda i: f"time {ts[i[0]]} (index {i[0]}), class {i[1]}, coordinate {i[2]}")
         self.ts = ts
         self.xbar = np.where(weight[..., None] > 0, xbar, 0.0)
         self.weight = weight
@@ -125,6 +192,9 @@ class ClassMoments(eqx.Module):
 
     **Arguments:** `ts` (T,), `mean` (T, K, p), `cov` (T, K, p, p), `weight` (T, K)
     (rows pooled; 0 marks missing moments, which need >= 2 rows).
+
+    Refused (`FitDataError`) as for `ClassMeans`; the bound `LARGEST` applies to the
+    means and to sqrt(|cov|).
     """
 
     ts: Float[Array, " T"]
@@ -154,6 +224,10 @@ class ClassMoments(eqx.Module):
                     f"(index {m}), class {k}"
                 )
         _check_points(ts, weight, "class moments")
+        where = lambda i: f"time {ts[i[0]]} (index {i[0]}), class {i[1]}"  # noqa: E731
+        _check_magnitude("mean", mean, weight[..., None] > 0, where)
+        _check_magnitude("sqrt(|cov|)", np.sqrt(np.abs(np.where(np.isfinite(cov), cov, 0.0))),
+                         weight[..., None, None] > 0, where)
         self.ts = ts
         self.mean = np.where(weight[..., None] > 0, mean, 0.0)
         self.cov = np.where(weight[..., None, None] > 0, cov, 0.0)
@@ -194,6 +268,10 @@ class Snapshots(eqx.Module):
 
     **Arguments:** `ts` (T,), `features` (R, T, N, p) (or (T, N, p): one replica),
     `labels` (N,) integers in 0..K-1, `num_classes` K (default max label + 1).
+
+    Refused (`FitDataError`): bad times, fewer than 2, labels out of range or a class
+    without samples, non-finite features and features beyond `LARGEST` = 1.84e19 in
+    absolute value (their squares overflow in a float32 fit).
     """
 
     ts: Float[Array, " T"]
@@ -227,6 +305,10 @@ class Snapshots(eqx.Module):
                 f"features must be finite, got {x[r, m, i, j]} at replica {r}, time {ts[m]} "
                 f"(index {m}), sample {i}, coordinate {j}"
             )
+        _check_magnitude(
+            "features", x, np.ones(x.shape, bool),
+            lambda i: f"replica {i[0]}, time {ts[i[1]]} (index {i[1]}), sample {i[2]}, coordinate {i[3]}",
+        )
         self.ts = ts
         self.features = x
         self.labels = y.astype(np.int32)

@@ -141,7 +141,10 @@ def fit(
     - `progress`: a tqdm bar showing the loss.
 
     **Returns:** a `FitResult`. Ctrl-C stops the loop and returns the best parameters
-    so far (`stopped='interrupted'`).
+    so far (`stopped='interrupted'`); before the first step has ended there are none,
+    and the KeyboardInterrupt propagates. A loss that is not finite at the starting
+    parameters raises a ValueError; one that becomes non-finite later stops the loop
+    (`stopped='nonfinite'`) with the best finite parameters.
     """
     if not isinstance(params, Parameters):
         raise ValueError(f"params must be lesde.fit.Parameters, got {type(params).__name__}")
@@ -202,6 +205,8 @@ def fit(
         if bar is not None:
             bar.close()
     if not math.isfinite(best_loss):
+        if stopped == "interrupted":  # before the first step ended: nothing to return
+            raise KeyboardInterrupt
         raise ValueError(
             "the loss is not finite at the starting parameters (the solve diverged or the "
             f"likelihood is singular): loss = {history[0] if history else 'n/a'}"

@@ -9,8 +9,10 @@
 
 Each loss holds its data and a split of the time points into a fit window (t <=
 `fit_until`) and a held-out later window, on which `goodness` reports predictions of
-the fitted model. Least-squares losses expose their residuals (for the Gauss-Newton
-covariance of the parameters), the likelihood its total (for the inverse Hessian).
+the fitted model (`fit_until=None`: no held-out window, whose goodness is then NaN with
+0 points, never a number computed from nothing). Least-squares losses expose their
+residuals (for the Gauss-Newton covariance of the parameters), the likelihood its total
+(for the inverse Hessian).
 """
 
 import abc
@@ -27,12 +29,18 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from .._checks import check_positive_int, show
 from ..models._le_sde import LEODE, LESDE
 from ..solve._simulate import simulate
-from ._data import ClassMeans, ClassMoments, FitDataError, Snapshots
+from ._data import check_varies, ClassMeans, ClassMoments, FitDataError, Snapshots
 from ._params import Parameters
 
 
 def _window(ts: np.ndarray, fit_until: Any, what: str) -> np.ndarray:
-    """Mask of the time points in the fit window t <= fit_until (all if None)."""
+    """Mask of the time points in the fit window t <= fit_until; all of them if
+    `fit_until` is None (no held-out window).
+
+    Refused (ValueError): a `fit_until` that is not a finite number, one that leaves
+    fewer than 2 points in the fit window, and one at or after the last time, which
+    asks for a held-out window but leaves it empty (pass None to fit every point).
+    """
     ts = np.asarray(ts)
     if fit_until is None:
         return np.ones(ts.shape, bool)
@@ -43,6 +51,12 @@ def _window(ts: np.ndarray, fit_until: Any, what: str) -> np.ndarray:
         raise ValueError(
             f"fit_until = {fit_until} leaves {int(mask.sum())} {what} in the fit window "
             f"(times {show(ts)}); at least 2 are needed"
+        )
+    if mask.all():
+        raise ValueError(
+            f"fit_until = {fit_until} leaves no {what} in the held-out window: the last "
+            f"time is {ts[-1]:g}; pass fit_until=None to fit all {ts.size} without a "
+            "held-out window"
         )
     return mask
 
@@ -150,11 +164,17 @@ class ClassMeanLoss(AbstractLeastSquares):
 
     **Arguments:**
     - `data`: `ClassMeans` (e.g. `ClassMeans.from_log(log, window=50)`).
-    - `fit_until`: last time of the fit window (default: all); later times are held out.
+    - `fit_until`: last time of the fit window; later times are held out. None (the
+      default) fits every time point: there is no held-out window, and `goodness`
+      reports it as not available (NaN values, 0 points). A number must leave at least
+      2 points in the fit window and 1 after it (else ValueError).
     - `num_steps`: solver steps from the first to the last data time (fixed step size).
     - `solver`: a `lesde.simulate` solver name (default Tsit5 for the LE-ODE, Euler for
       the LE-SDE).
     - `ensemble`, `seed` or `keys`: the fixed keys of the LE-SDE ensemble.
+
+    Class means that do not vary over the fit window are refused (`FitDataError`, rule
+    in `lesde.fit.check_varies`): nothing in them determines the impact.
     """
 
     data: ClassMeans
@@ -172,6 +192,9 @@ class ClassMeanLoss(AbstractLeastSquares):
         self.data, self.mask, self.weight = _windowed(data, ClassMeans, fit_until)
         self.save_times = _save_times(data.ts)
         w = self.weight > 0
+        m = np.asarray(self.mask)
+        check_varies("the class means", np.asarray(data.ts)[m], np.asarray(data.xbar)[m],
+                     w[m][..., None])
         self.scale = np.asarray(float(np.asarray(data.xbar)[w].std()) or 1.0)
         self.num_fit = int(w.sum()) * data.dim
         self.num_steps = _solve_steps(num_steps)
@@ -262,6 +285,8 @@ class MomentLoss(AbstractLeastSquares):
 
     **Arguments:** `data` (`ClassMoments`), `fit_until`, `num_steps`, `solver`,
     `ensemble`, `seed`, `keys` as for `ClassMeanLoss`. The model must be an `LESDE`.
+    Data whose class means and covariances both do not vary over the fit window are
+    refused (`FitDataError`).
     """
 
     data: ClassMoments
@@ -280,6 +305,16 @@ class MomentLoss(AbstractLeastSquares):
         self.data, self.mask, self.weight = _windowed(data, ClassMoments, fit_until)
         self.save_times = _save_times(data.ts)
         w = self.weight > 0
+        m = np.asarray(self.mask)
+        ts = np.asarray(data.ts)[m]
+        try:
+            check_varies("the class means", ts, np.asarray(data.mean)[m], w[m][..., None])
+        except FitDataError as no_mean:  # the covariances alone may determine the model
+            try:
+                check_varies("the class covariances", ts, np.asarray(data.cov)[m],
+                             w[m][..., None, None], power=2)
+            except FitDataError as no_cov:
+                raise FitDataError(f"{no_mean}; and {no_cov}") from None
         # array leaves, not static: a bootstrap resample changes them without recompiling
         self.scale_mean = np.asarray(float(np.asarray(data.mean)[w].std()) or 1.0)
         self.scale_cov = np.asarray(float(np.sqrt((np.asarray(data.cov)[w] ** 2).mean())) or 1.0)
@@ -360,7 +395,9 @@ class TransitionLoss(AbstractLoss):
     (t_{m+1} <= `fit_until`); `total_nll` is the sum, whose Hessian gives the
     parameters' covariance. Exact for the Euler-Maruyama chain; for the SDE it is
     accurate when the gaps D_m are small against the drift's time scale. The model
-    must be an `LESDE` with independent noise and the data's labels.
+    must be an `LESDE` with independent noise and the data's labels. `fit_until` as for
+    `ClassMeanLoss`, on the end times of the transitions. Snapshots that do not vary
+    over the fit transitions are refused (`FitDataError`): their likelihood is singular.
     """
 
     kind: ClassVar[str] = "likelihood"
@@ -376,6 +413,9 @@ class TransitionLoss(AbstractLoss):
         self.data = data
         self.save_times = _save_times(data.ts)
         self.mask = _window(np.asarray(data.ts)[1:], fit_until, "transitions")
+        used = np.concatenate([[True], np.asarray(self.mask)])  # the fit transitions' times
+        x = np.moveaxis(np.asarray(data.features), 1, 0)[used]  # (T_fit, R, N, p)
+        check_varies("the snapshot features", np.asarray(data.ts)[used], x, np.ones((1,), bool))
         R, _, N, p = data.features.shape
         self.num_fit = int(self.mask.sum()) * R * N * p
         self.num_steps = _solve_steps(num_steps)

@@ -208,10 +208,22 @@ def impact_schedule(
     raise ValueError(f"unknown time form {form!r}; choose one of {list(TIME_FORMS)}")
 
 
-def check_knots(knots: Any, ts: np.ndarray) -> None:
-    """Refuse knots the data cannot determine: every interval between consecutive knots
-    (and the ends) must hold at least one data time, so each knot value is fixed by
-    data on both sides."""
+def check_knots(knots: Any, ts: np.ndarray) -> list[float]:
+    """Refuse knots the data cannot determine, for a piecewise-linear schedule (linear
+    between knots, constant beyond the end knots) fitted to data at times `ts` (the
+    times of the fit window). Raises a ValueError naming the knot and the data times:
+
+    - fewer data times than knots + 1;
+    - an interval between consecutive knots that holds no data time;
+    - a knot beyond the data (before the first data time or after the last): only the
+      outermost knot on each side may lie there, and only if the piece joining it to
+      its inner neighbour holds at least 2 data times strictly inside it. Its value is
+      then fixed by that piece's line, which the data determine, and is an
+      extrapolation of it; any other knot beyond the data has no data on one of its
+      sides (or none at all) to fix it.
+
+    Returns the accepted knots beyond the data (extrapolated), for a report to flag.
+    """
     k = np.asarray(knots, dtype=float)
     ts = np.asarray(ts, dtype=float)
     if ts.shape[0] < k.shape[0] + 1:
@@ -219,6 +231,30 @@ def check_knots(knots: Any, ts: np.ndarray) -> None:
             f"too few time points for the requested knots: {k.shape[0]} knots need at "
             f"least {k.shape[0] + 1} data times, the data have {ts.shape[0]}"
         )
+    span = f"data times {ts[0]:g} .. {ts[-1]:g}"
+    extrapolated = []
+    for side, beyond in (("after the last", k > ts[-1]), ("before the first", k < ts[0])):
+        n = int(beyond.sum())
+        if n == 0:
+            continue
+        outer = k.shape[0] - 1 if side.startswith("after") else 0
+        if n > 1:
+            which = ", ".join(f"{t:g}" for t in k[beyond])
+            raise ValueError(
+                f"knots {which} lie {side} data time ({span}): at most one knot (the "
+                "outermost) may lie beyond the data, else a knot's value has no data on "
+                "either side to fix it"
+            )
+        inner = outer - 1 if outer else 1
+        a, b = sorted((k[inner], k[outer]))
+        inside = int(((ts > a) & (ts < b)).sum())
+        if inside < 2:
+            raise ValueError(
+                f"knot {k[outer]:g} lies {side} data time ({span}) and the piece from "
+                f"knot {k[inner]:g} to it holds {inside} data time(s) inside; at least 2 "
+                "are needed to fix the line that extrapolates to it"
+            )
+        extrapolated.append(float(k[outer]))
     edges = np.concatenate([[-np.inf], k, [np.inf]])
     for a, b in zip(edges[:-1], edges[1:]):
         if not ((ts >= a) & (ts <= b)).any() and np.isfinite(a) and np.isfinite(b):
@@ -226,6 +262,7 @@ def check_knots(knots: Any, ts: np.ndarray) -> None:
                 f"too few time points for the requested knots: no data time between "
                 f"knots {a} and {b} (data times {show(ts)})"
             )
+    return sorted(extrapolated)
 
 
 def parameter_names(params: Parameters, spec: Parameters) -> list[str]:

@@ -17,8 +17,16 @@ from ._logs import (
     write_csv as write_csv,
     write_log as write_log,
 )
+from ._outputs import (
+    check_output_dir as check_output_dir,
+    check_output_file as check_output_file,
+    INTERRUPTED as INTERRUPTED,
+    output_lock as output_lock,
+    OutputError as OutputError,
+    remove_stale as remove_stale,
+)
 from ._results import versions as versions, write_run as write_run
-from ._sweep_io import run_sweep as run_sweep
+from ._sweep_io import read_sweep as read_sweep, ResultError as ResultError, run_sweep as run_sweep
 from ._fit_config import (
     build_fit as build_fit,
     FitConfig as FitConfig,

@@ -7,9 +7,32 @@ impossible values are refused with the offending key and value named. Schedules
     {constant: c}
     {power_law: {c: ..., r: ..., t0: 1.0}}
     {piecewise_linear: {times: [...], values: [...]}}
+
+What is refused before anything runs:
+- a value of the wrong type, with no coercion: a boolean or a string where a number is
+  expected (`alpha: true`, `t1: "10"`), a float where an int is expected (`seeds: 2.0`);
+  an int is accepted where a float is expected;
+- a non-finite number (`.inf`, `.nan`) anywhere;
+- a key given twice in one mapping of the YAML file (named with its line);
+- a seed outside [0, 2**32 - 1] (`SEED_MAX`) and a count (sizes, seeds per cell,
+  save times, chunk sizes, ...) below its minimum or above 2**31 - 1 (`INT32_MAX`);
+- t1 / dt that is not a whole number >= 1 of steps, or more steps than the solver's int32
+  step counter holds;
+- a run or sweep whose results, saved trajectory or states need more memory than the
+  machine has (`check_memory`; the message states the size and the counts causing it);
+- in a sweep: an empty axis, a parameter on two axes, zipped parameters of unequal
+  lengths, non-numeric axis values, more cells than an int32 cell index holds.
+
+In YAML files numbers in exponent notation without a dot or an exponent sign (`1e-3`,
+`1.0e5`) are read as numbers (YAML 1.1, which PyYAML implements, reads them as strings);
+quoted values stay strings.
 """
 
-from collections.abc import Mapping
+import argparse
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -20,6 +43,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     Tag,
     ValidationError,
     model_validator,
@@ -38,14 +62,80 @@ from ..models import (
     SpringBlockMap,
     SpringBlockSDE,
 )
-from ..solve import SOLVERS
+from ..solve import check_cells, Grid, SOLVERS
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 DEFAULT_SPRING_CONFIG = Path(__file__).with_name("default_spring.yaml")
 
 
+INT32_MAX = 2**31 - 1
+"""The largest count that JAX's default integer (int32: step counters, indices, labels)
+holds."""
+
+SEED_MAX = 2**32 - 1
+"""The largest seed: `jax.random.key` keeps the low 32 bits of a seed in single
+precision (2**32 gives the key of 0, -1 that of 2**32 - 1)."""
+
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""A random seed: an int in [0, 2**32 - 1]."""
+
+
+def Count(minimum: int = 1, maximum: int = INT32_MAX) -> Any:
+    """An int in [minimum, maximum] (default maximum 2**31 - 1, an int32)."""
+    return Annotated[int, Field(ge=minimum, le=maximum)]
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say)."""
+    try:
+        n = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return n if n > 0 else None
+
+
+def _count(n: int) -> str:
+    if n < 10**6:
+        return str(n)
+    e = len(str(n)) - 1
+    return f"10^{e}" if n == 10**e else f"{n:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} YB"
+
+
+def check_memory(where: str, parts: Sequence[tuple[str, Mapping[str, int], int]]) -> None:
+    """Refuse what needs more memory than this machine has (ValueError).
+
+    `parts`: (what, {count name: count}, bytes per value) triples; a part needs the
+    product of its counts times its bytes per value, and the parts add up. The message
+    starts with `where` (a key path, or nothing), names each part that matters (1% of
+    the total or more) with its counts and size, and the machine's memory. The sizes are
+    lower bounds (what is stored, not the temporaries of the computation)."""
+    sizes = [math.prod(counts.values()) * nbytes for _, counts, nbytes in parts]
+    need, have = sum(sizes), physical_memory()
+    if have is None or need <= have:
+        return
+    said = []
+    for (what, counts, _), size in zip(parts, sizes):
+        if size >= need / 100:
+            factors = " x ".join(f"{_count(n)} {name}" for name, n in counts.items() if n != 1)
+            said.append(f"{factors or 'one value'} need {_bytes(size)} for {what}")
+    total = f" ({_bytes(need)} in all)" if len(said) > 1 else ""
+    where = f"{where}: " if where else ""
+    raise ValueError(f"{where}{'; '.join(said)}{total}; the machine has {_bytes(have)}")
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: no coercion (a boolean or a string is not a number, a float is not an
+    int; an int is accepted as a float), no non-finite floats, no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class PowerLawSpec(_Strict):
@@ -55,8 +145,11 @@ class PowerLawSpec(_Strict):
 
 
 class PiecewiseLinearSpec(_Strict):
+    """Knot times and one value per knot (numbers, or K x K matrices for an impact
+    matrix)."""
+
     times: Annotated[list[float], Field(min_length=1)]
-    values: list[Any]
+    values: list[float] | list[list[list[float]]]
 
 
 class ScheduleSpec(_Strict):
@@ -171,10 +264,10 @@ class ModelSpec(_Strict):
 
     kind: Literal["le_sde"] = "le_sde"
     gradient: Literal["identity", "projected", "linear-ce", "ce"] = "ce"
-    num_classes: Annotated[int, Field(ge=1)]
-    per_class: Annotated[int, Field(ge=1)] | None = None
-    class_sizes: list[Annotated[int, Field(ge=1)]] | None = None
-    dim: Annotated[int, Field(ge=1)] | None = None
+    num_classes: Count(1)
+    per_class: Count(1) | None = None
+    class_sizes: list[Count(1)] | None = None
+    dim: Count(1) | None = None
     impact: ImpactSpec
     noise: NoiseSpec = NoiseSpec()
     init: InitSpec = InitSpec()
@@ -188,11 +281,31 @@ class ModelSpec(_Strict):
                 f"class_sizes has {len(self.class_sizes)} entries but num_classes = "
                 f"{self.num_classes}"
             )
+        N = self.num_samples
+        if N > INT32_MAX:
+            raise ValueError(
+                f"N = {_count(N)} samples; the labels are int32 (at most 2**31 - 1 = "
+                f"{INT32_MAX} samples)"
+            )
+        check_memory("", [("the state", {"samples": N, "features": self.features}, 8)])
         return self
 
+    @property
+    def num_samples(self) -> int:
+        """N, the number of samples."""
+        return sum(self.class_sizes) if self.class_sizes else self.per_class * self.num_classes
+
+    @property
+    def features(self) -> int:
+        """p, the number of features (default K)."""
+        return self.dim or self.num_classes
+
+    def state_size(self) -> int:
+        """Values in one state (N x p)."""
+        return self.num_samples * self.features
+
     def describe(self) -> str:
-        N = sum(self.class_sizes or [self.per_class] * self.num_classes)
-        return f"LE-SDE '{self.gradient}' model, K = {self.num_classes}, N = {N}"
+        return f"LE-SDE '{self.gradient}' model, K = {self.num_classes}, N = {self.num_samples}"
 
     def sweepable(self) -> list[str]:
         """Parameter paths that a sweep may vary (scalars of the model)."""
@@ -235,7 +348,7 @@ class _SpringSpec(_Strict):
     `mu_ratio` (instead of `mu_back`) sets mu_back = mu_ratio * mu_fwd, so sweeping
     mu_fwd keeps the asymmetry fixed."""
 
-    num_blocks: Annotated[int, Field(ge=1)] = 7
+    num_blocks: Count(1) = 7
     load: float = 1.0
     control: Literal["displacement", "force"] = "displacement"
     mu_back: NonNeg | None = None
@@ -247,7 +360,17 @@ class _SpringSpec(_Strict):
             raise ValueError("give mu_back or mu_ratio, not both")
         return self
 
+    @model_validator(mode="after")
+    def _size(self):
+        check_memory("num_blocks", [("the state", {"state values": self.state_size()}, 8)])
+        return self
+
     SCALARS: ClassVar[tuple[str, ...]] = ()
+    STATE_ROWS: ClassVar[int] = 1
+
+    def state_size(self) -> int:
+        """Values in one state (positions, and velocities for the SDE)."""
+        return self.STATE_ROWS * self.num_blocks
 
     def sweepable(self) -> list[str]:
         """Parameters a sweep may vary (mu_back/mu_ratio only when given)."""
@@ -303,6 +426,7 @@ class SpringSDESpec(_SpringSpec):
     SCALARS: ClassVar[tuple[str, ...]] = (
         "stiffness", "mass", "damping", "mu_fwd", "noise", "decay", "smoothing"
     )
+    STATE_ROWS: ClassVar[int] = 2
 
     @model_validator(mode="before")
     @classmethod
@@ -353,40 +477,80 @@ def is_map(spec: Any) -> bool:
 
 
 class _SolveBase(_Strict):
+    """The horizon t1 and step dt (finite, > 0, t1 / dt a whole number of steps in
+    [1, 2**31 - 1]: the solver counts steps in int32), the solver and the seed."""
+
     t1: Annotated[float, Field(gt=0)]
     dt: Annotated[float, Field(gt=0)]
     solver: Literal[tuple(SOLVERS)] = "euler"  # type: ignore[valid-type]
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _steps(self):
         n = self.t1 / self.dt
+        if not n <= INT32_MAX:  # also an overflow to inf
+            raise ValueError(
+                f"t1 / dt = {self.t1!r} / {self.dt!r} = {n:.4g} steps; the solver counts "
+                f"steps in int32 (at most 2**31 - 1 = {INT32_MAX} steps)"
+            )
         if abs(n - round(n)) > 1e-6 * max(1.0, n):
             raise ValueError(f"t1 / dt must be a whole number of steps, got {n}")
+        if round(n) < 1:
+            raise ValueError(
+                f"t1 / dt must be a whole number of steps >= 1, got t1 = {self.t1!r} < "
+                f"dt = {self.dt!r}"
+            )
         return self
 
 
 class SolveSpec(_SolveBase):
-    num_saves: Annotated[int, Field(ge=2)] = 11
+    """How `lesde simulate` solves: also `num_saves` evenly spaced save times (t = 0
+    included), at least 2."""
+
+    num_saves: Count(2) = 11
 
 
 class RunConfig(_Strict):
-    """A `lesde simulate` run: a model and how to solve it."""
+    """A `lesde simulate` run: a model and how to solve it. Refused: a state and saved
+    observables (num_saves x (4 + K x p class means)) that need more memory than the
+    machine has."""
 
     model: ModelSpec
     solve: SolveSpec
 
+    @model_validator(mode="after")
+    def _memory(self):
+        m = self.model
+        check_memory("solve.num_saves", [
+            ("the saved trajectory", {"save times": self.solve.num_saves,
+                                      "saved values": 5 + m.num_classes * m.features}, 8),
+            ("the state", {"samples": m.num_samples, "features": m.features}, 8),
+        ])
+        return self
+
 
 class RangeSpec(_Strict):
-    linspace: tuple[float, float, Annotated[int, Field(ge=1)]] | None = None
-    logspace: tuple[float, float, Annotated[int, Field(ge=1)]] | None = None
+    """`linspace: [start, stop, num]` or `logspace: [start exponent, stop exponent, num]`
+    (num an int >= 1; exponents at most 308, the float64 range)."""
+
+    linspace: Annotated[tuple[float, float, Count(1)], Strict(False)] | None = None
+    logspace: Annotated[tuple[float, float, Count(1)], Strict(False)] | None = None
 
     @model_validator(mode="after")
     def _one(self):
         if (self.linspace is None) == (self.logspace is None):
             raise ValueError("give exactly one of linspace: [start, stop, num] and "
                              "logspace: [start exponent, stop exponent, num]")
+        if self.logspace is not None and max(self.logspace[:2]) > 308:
+            raise ValueError(
+                f"logspace: 10^{max(self.logspace[:2]):g} is beyond the float64 range "
+                f"(exponents at most 308), got {list(self.logspace)}"
+            )
         return self
+
+    @property
+    def num(self) -> int:
+        return (self.linspace or self.logspace)[2]
 
     def values(self) -> list[float]:
         if self.linspace is not None:
@@ -397,15 +561,61 @@ class RangeSpec(_Strict):
 AxisValues = Annotated[list[float], Field(min_length=1)] | RangeSpec
 
 
+def _axis_length(values: Any) -> int:
+    return values.num if isinstance(values, RangeSpec) else len(values)
+
+
 class SweepSpec(_Strict):
     """The swept axes (each a mapping {parameter path: values}; several paths in one
-    mapping are zipped), seeds per cell, metrics to keep and the chunk size."""
+    mapping are zipped), seeds per cell, metrics to keep and the chunk size.
+
+    Refused: an empty axis, a parameter on two axes, zipped parameters of unequal
+    lengths, values that are not finite numbers, more than 2**31 - 1 cells (the cell
+    index is int32), a metric named twice, seeds or a chunk size < 1."""
 
     axes: Annotated[list[dict[str, AxisValues]], Field(min_length=1)]
-    seeds: Annotated[int, Field(ge=1)] = 1
+    seeds: Count(1) = 1
     metrics: Annotated[list[str], Field(min_length=1)] | None = None
-    chunk_size: Annotated[int, Field(ge=1)] | None = None
+    chunk_size: Count(1) | None = None
     save_times: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _grid(self):
+        where: dict[str, int] = {}
+        for i, axis in enumerate(self.axes):
+            if not axis:
+                raise ValueError(f"sweep.axes[{i}] is empty: an axis sweeps at least one parameter")
+            for name in axis:
+                if name in where:
+                    raise ValueError(
+                        f"sweep.axes[{i}]: {name!r} is swept on sweep.axes[{where[name]}] too"
+                    )
+                where[name] = i
+            lengths = {name: _axis_length(v) for name, v in axis.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(
+                    f"sweep.axes[{i}]: zipped parameters must have equal lengths, got "
+                    + ", ".join(f"{name}: {n}" for name, n in lengths.items())
+                )
+        if self.num_cells > INT32_MAX:
+            raise ValueError(
+                f"sweep.axes: {' x '.join(_count(n) for n in self.shape)} = "
+                f"{_count(self.num_cells)} cells; the cell index is int32 (at most "
+                f"2**31 - 1 = {INT32_MAX} cells)"
+            )
+        twice = sorted({m for m in self.metrics or [] if self.metrics.count(m) > 1})
+        if twice:
+            raise ValueError(f"sweep.metrics: {twice} named more than once")
+        return self
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The length of each axis."""
+        return tuple(_axis_length(next(iter(axis.values()))) for axis in self.axes)
+
+    @property
+    def num_cells(self) -> int:
+        return math.prod(self.shape)
 
     def grid_axes(self) -> list[dict[str, list[float]]]:
         return [
@@ -430,7 +640,10 @@ def _check_map_solve(model: Any, solve: "_SolveBase", where: str = "solve") -> N
 
 
 class SweepConfig(_Strict):
-    """A `lesde sweep` run: a model, the swept axes and how to solve each member."""
+    """A `lesde sweep` run: a model, the swept axes and how to solve each member.
+    Refused, besides what `SweepSpec` refuses: unsweepable parameters, axis values that
+    make an invalid model, unknown metrics, save times outside (0, t1], results or
+    chunk states that need more memory than the machine has."""
 
     model: AnyModelSpec
     sweep: SweepSpec
@@ -448,6 +661,26 @@ class SweepConfig(_Strict):
         return SPRING_METRICS if is_spring(self.model) else METRICS
 
     @model_validator(mode="after")
+    def _memory(self):
+        """Refuse a sweep whose results (cells x seeds x save times x metric values, 8
+        bytes each), states of one chunk and listed axis values need more memory than
+        the machine has, before any axis value is listed."""
+        s, model = self.sweep, self.model
+        sizes = {"gains": getattr(model, "num_blocks", 1),
+                 "elongations": getattr(model, "num_blocks", 0) + 1}
+        check_memory("sweep", [
+            ("the results", {"cells": s.num_cells, "seeds": s.seeds,
+                             "save times": len(s.save_times or [self.solve.t1]),
+                             "metric values": sum(sizes.get(m, 1) for m in self.metrics)}, 8),
+            ("the states of a chunk", {"members": s.chunk_size or 1,
+                                       "state values": model.state_size()}, 8),
+            # listed as Python floats (32 bytes) and as an array (8 bytes)
+            ("the axis values", {"axis values": sum(len(a) * n for a, n in zip(s.axes, s.shape))},
+             40),
+        ])
+        return self
+
+    @model_validator(mode="after")
     def _axes(self):
         _check_map_solve(self.model, self.solve)
         allowed = self.model.sweepable()
@@ -458,11 +691,10 @@ class SweepConfig(_Strict):
                         f"sweep.axes[{i}]: {name!r} is not a sweepable parameter of this "
                         f"model; sweepable: {allowed}"
                     )
-                for v in values:  # every value must give a valid model, before compute
-                    try:
-                        self.model.build({name: v})
-                    except ValueError as e:
-                        raise ValueError(f"sweep.axes[{i}]: {name} = {v}: {e}") from None
+        try:  # every cell must give a valid model, before compute (one vmapped check)
+            check_cells(self.model.build, Grid(self.sweep.grid_axes()))
+        except ValueError as e:
+            raise ValueError(f"sweep.axes: {e}") from None
         times = self.sweep.save_times or []
         if any(b < a for a, b in zip(times, times[1:])) or any(t > self.solve.t1 for t in times):
             raise ValueError(
@@ -484,12 +716,14 @@ class SpringSolveSpec(_SolveBase):
     """How `lesde spring` solves: t1 and dt (dt = 1 for the map: t1 counts steps), the
     number of evenly spaced save times (t = 0 included), independent runs (`seeds`)."""
 
-    num_saves: Annotated[int, Field(ge=2)] = 101
-    seeds: Annotated[int, Field(ge=1)] = 16
+    num_saves: Count(2) = 101
+    seeds: Count(1) = 16
 
 
 class SpringRunConfig(_Strict):
-    """A `lesde spring` run: one spring-block model, several seeds."""
+    """A `lesde spring` run: one spring-block model, several seeds. Refused: num_saves - 1
+    not dividing the number of steps, saved positions (seeds x num_saves x blocks) and
+    states that need more memory than the machine has."""
 
     model: SpringModelSpec
     solve: SpringSolveSpec
@@ -503,6 +737,11 @@ class SpringRunConfig(_Strict):
                 f"solve.num_saves - 1 = {self.solve.num_saves - 1} must divide the number of "
                 f"steps t1 / dt = {steps}, so that saves fall on steps"
             )
+        s, L = self.solve, self.model.num_blocks
+        check_memory("solve", [
+            ("the saved positions", {"seeds": s.seeds, "save times": s.num_saves, "blocks": L}, 8),
+            ("the states", {"seeds": s.seeds, "state values": self.model.state_size()}, 8),
+        ])
         return self
 
 
@@ -510,17 +749,67 @@ class ConfigError(ValueError):
     """A configuration that does not match the schema."""
 
 
-def _format(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration {source}:"]
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "literal_error":
-            msg = f"{msg}"
-        lines.append(f"  {where}: {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
+def _where(loc: tuple, data: Any, missing: bool) -> list[str]:
+    """The key path of an error location in `data`, without pydantic's labels of union
+    members ('float', 'list[float]', 'RangeSpec', ...); the tag of a tagged union (a
+    model's kind, an experiment) is kept."""
+    path, cur = [], data
+    for i, x in enumerate(loc):
+        if isinstance(cur, Mapping) and x in cur:
+            cur = cur[x]
+        elif isinstance(cur, (list, tuple)) and isinstance(x, int) and 0 <= x < len(cur):
+            cur = cur[x]
+        elif missing and i == len(loc) - 1:
+            pass  # the missing key
+        elif not isinstance(cur, Mapping) or x not in {
+            v for v in cur.values() if isinstance(v, str)
+        }:
+            continue  # a union member's label
+        path.append(str(x))
+    return path
+
+
+def _wrong_type(e: dict) -> bool:
+    return e["type"].endswith("_type") or e["type"] == "model_attributes_type"
+
+
+def _format(err: ValidationError, source: str, data: Any = None) -> str:
+    """One line per error: the key path, the message and the value given. Of the
+    alternatives of a union, those that failed deeper down or on a value (not on the
+    type) are kept; wrong-type alternatives at one key are joined."""
+    found = [
+        (_where(e["loc"], data, e["type"] == "missing") if data is not None
+         else [str(x) for x in e["loc"]], e)
+        for e in err.errors()
+    ]
+
+    def superseded(where, e) -> bool:
+        return any(
+            len(w) > len(where) and w[: len(where)] == where
+            or w == where and _wrong_type(e) and not _wrong_type(f)
+            for w, f in found
+        )
+
+    found = [(w, e) for w, e in found if not superseded(w, e)]
+    lines: list[str] = []
+    for where, e in found:
+        key = ".".join(where)
+        if e["type"] == "value_error":  # the message names the value
+            msg = e["msg"].removeprefix("Value error, ")
+            line = msg if not key or msg.startswith(key) else f"{key}: {msg}"
+        else:
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            if _wrong_type(e):  # join the alternatives of a union
+                alts = [f["msg"] for w, f in found if w == where and _wrong_type(f)]
+                msg = alts[0] + "".join(
+                    ", or " + a.removeprefix("Input should be ") for a in alts[1:]
+                )
+            got = repr(e.get("input"))
+            got = got if len(got) <= 200 else got[:200] + " ..."
+            line = f"{key or '(top level)'}: {msg} (got {got})"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join([f"invalid configuration {source}:"] + [f"  {line}" for line in lines])
 
 
 def load_config(path: str | Path | None = None, schema: type[BaseModel] | None = None):
@@ -532,14 +821,66 @@ def load_config(path: str | Path | None = None, schema: type[BaseModel] | None =
     return parse_config(read_yaml(path), source=str(path), schema=schema)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (ConfigError
+    naming the key path and both lines) and reads 1e-3 and 1.0e5 as numbers."""
+
+    source = "<string>"
+
+    def construct_document(self, node):
+        self._check_keys(node, "", set())
+        return super().construct_document(node)
+
+    def _check_keys(self, node, path: str, done: set) -> None:
+        if id(node) in done:  # an alias of a node already checked
+            return
+        done.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._check_keys(value_node, path, done)
+                    continue
+                name = (key_node.value if isinstance(key_node, yaml.ScalarNode)
+                        else str(id(key_node)))
+                here = f"{path}.{name}" if path else name
+                mark = key_node.start_mark
+                if (key_node.tag, name) in first:
+                    was = first[(key_node.tag, name)]
+                    at = ([f"line {m.line + 1}" for m in (was, mark)] if was.line != mark.line
+                          else [f"line {m.line + 1}, column {m.column + 1}" for m in (was, mark)])
+                    raise ConfigError(
+                        f"invalid configuration {self.source}: key {here!r} is given twice, at "
+                        f"{at[0]} and at {at[1]}"
+                    )
+                first[(key_node.tag, name)] = mark
+                self._check_keys(value_node, here, done)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_keys(item, f"{path}[{i}]", done)
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def read_yaml(path: Path) -> Any:
-    """The parsed YAML of a config file; ConfigError if missing or not YAML."""
+    """The parsed YAML of a config file; ConfigError if missing, not YAML, or with a key
+    given twice in one mapping (PyYAML would keep the last)."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    loader = _ConfigLoader(path.read_text())
+    loader.source = str(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return loader.get_single_data()
     except yaml.YAMLError as e:
         raise ConfigError(f"config {path} is not valid YAML: {e}") from e
+    finally:
+        loader.dispose()
 
 
 def parse_config(data: Any, source: str = "<dict>", schema: type[BaseModel] | None = None):
@@ -549,4 +890,15 @@ def parse_config(data: Any, source: str = "<dict>", schema: type[BaseModel] | No
     try:
         return (schema or RunConfig).model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format(e, source)) from None
+        raise ConfigError(_format(e, source, data)) from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int >= 1 (argparse's error, exit status 2, otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {n}")
+    return n

@@ -5,8 +5,10 @@ objects of `lesde.fit` (the starting parameters, the loss, the free parameters).
 Every key has a default, so an empty file is a valid configuration: an LE-ODE with the
 identity gradient model and a locally elastic impact, piecewise linear in time, fitted
 to the class-mean logits of 50-step windows of the first 75% of the log's steps. Unknown
-keys, wrong types, impossible values and combinations that do not go together are
-refused with the offending key named.
+keys, wrong types (no coercion: a boolean or a string is not a number, a float is not an
+int), non-finite numbers, keys given twice, seeds outside [0, 2**32 - 1], counts below
+their minimum or above 2**31 - 1, impossible values and combinations that do not go
+together are refused with the offending key named.
 """
 
 import math
@@ -15,20 +17,20 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from ._config import _Strict
+from ._config import _Strict, check_memory, Count, INT32_MAX, Seed
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(ge=1)]
+PositiveInt = Count(1)
 
 
 def _knots(v: Any) -> Any:
-    """A number of knots (an int >= 2) or a list of >= 2 knot times (finite, >= 0,
-    strictly increasing)."""
+    """A number of knots (an int in [2, 2**31 - 1]) or a list of >= 2 knot times (finite,
+    >= 0, strictly increasing)."""
     if isinstance(v, int) and not isinstance(v, bool):
-        if v < 2:
-            raise ValueError(f"a number of knots must be >= 2, got {v}")
+        if not 2 <= v <= INT32_MAX:
+            raise ValueError(f"a number of knots must be in [2, 2**31 - 1], got {v}")
         return v
     if isinstance(v, list):
         if len(v) < 2:
@@ -146,7 +148,7 @@ class FitLossSpec(_Strict):
     kind: Literal["class_mean", "moments", "transition"] = "class_mean"
     num_steps: PositiveInt = 200
     ensemble: PositiveInt = 8
-    seed: int = 0
+    seed: Seed = 0
 
 
 class FitOptimizerSpec(_Strict):
@@ -169,7 +171,7 @@ class FitUncertaintySpec(_Strict):
     over trials: `samples` refits of `steps` steps on trials drawn with replacement."""
 
     method: Literal["curvature", "bootstrap"] = "curvature"
-    samples: Annotated[int, Field(ge=2)] = 20
+    samples: Count(2) = 20
     steps: PositiveInt = 300
 
 
@@ -180,7 +182,7 @@ class FitClosedFormSpec(_Strict):
     tail index."""
 
     estimator: Literal["identity", "projected", "none"] = "identity"
-    savgol_window: Annotated[int, Field(ge=3)] = 11
+    savgol_window: Count(3) = 11
     tail_last: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
 
     @field_validator("savgol_window")
@@ -214,12 +216,19 @@ class FitConfig(_Strict):
                 "loss.kind 'transition' needs model.noise.independent > 0 (its starting "
                 "level): without independent noise the transition density is singular"
             )
+        if self.model.kind == "lesde" and kind != "transition":
+            check_memory("loss.ensemble", [
+                ("the LE-SDE ensemble's states (K = p = 2, the fewest a log has)",
+                 {"members": self.loss.ensemble, "samples per class": self.model.samples_per_class,
+                  "classes": 2, "features": 2}, 8),
+            ])
         return self
 
 
 def load_fit_config(path) -> FitConfig:
-    """Read and validate a `lesde fit` YAML configuration; ConfigError names the
-    offending key and value. An empty file is the default configuration."""
+    """Read (`lesde.io._config.read_yaml`: a key given twice is refused) and validate a
+    `lesde fit` YAML configuration; ConfigError names the offending key and value. An
+    empty file is the default configuration."""
     from pathlib import Path
 
     from ._config import parse_config, read_yaml
@@ -250,6 +259,11 @@ class FitSetup(NamedTuple):
     """The last time (SGD step) of the fit window."""
     knots: list[float] | None
     """The knot times of a piecewise impact, else None."""
+    heldout: bool = True
+    """Whether there is a held-out window (False for `data.fit_until` = 1)."""
+    knots_beyond_data: tuple[float, ...] = ()
+    """Knots outside the fit window's data times whose values are extrapolations of
+    the neighbouring piece (`lesde.fit.check_knots`)."""
 
 
 def _named(key: str, fn, *args, **kwargs):
@@ -260,26 +274,99 @@ def _named(key: str, fn, *args, **kwargs):
         raise ValueError(f"{key}: {e}") from e
 
 
-def fit_until_time(log, fraction: float) -> float:
-    """The last step of the first `fraction` of the log's steps (at least one step):
-    windows whose mean step is at most this lie in the fit window."""
+def _data_named(source: str, what: str, key: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs); a `FitDataError` or `LogError` (data that cannot be fitted)
+    prefixed with the log and the quantity, any other ValueError with the key."""
+    from ..fit import FitDataError
+    from ._logs import LogError
+
+    try:
+        return fn(*args, **kwargs)
+    except (FitDataError, LogError) as e:
+        raise type(e)(f"{source} ({what}): {e}") from e
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from e
+
+
+class FitWindow(NamedTuple):
+    """The fit window of `data.fit_until` on a log (`fit_window`)."""
+
+    last_step: float
+    """The last step of the fit window."""
+    loss_until: float | None
+    """The `fit_until` of the loss (None: every point, no held-out window)."""
+
+
+def fit_window(log, fraction: float, window: int | None) -> FitWindow:
+    """The fit window of the first `fraction` of a log's S steps.
+
+    With windows of `window` steps (class-mean and moment losses) the fit window is the
+    whole windows that lie within the first floor(fraction S) steps, so no window
+    straddles the end of the fit; its last step is the last step of the last such
+    window, and a window lies in it exactly when its mean step is at most that step.
+    With `window` None (snapshots) it is the first floor(fraction S) steps.
+
+    `fraction` = 1 fits every window and holds none out (`loss_until` None). Refused
+    with a ValueError naming `data.fit_until`: a fraction that leaves fewer than 2
+    windows (or steps) in the fit window, and a fraction < 1 that asks for a held-out
+    window where no whole window lies after the fit window.
+    """
     steps = np.asarray(log["step"].values)
-    n = max(1, int(math.floor(fraction * steps.shape[0] + 1e-9)))
-    return float(steps[n - 1])
+    S = steps.shape[0]
+    n = int(math.floor(fraction * S + 1e-9))
+    w = 1 if window is None else int(window)
+    whole, fitted = S // w, n // w
+    unit = "step(s)" if window is None else f"whole window(s) of {w} steps"
+    if fitted < 2:
+        raise ValueError(
+            f"data.fit_until: fit_until = {fraction:g} keeps the first {n} of the log's "
+            f"{S} steps, {fitted} {unit}; the fit window needs at least 2"
+        )
+    last = float(steps[fitted * w - 1])
+    if fraction >= 1.0:
+        return FitWindow(last, None)
+    if fitted >= whole:
+        held = "step" if window is None else f"whole window of {w} steps"
+        raise ValueError(
+            f"data.fit_until: fit_until = {fraction:g} asks for a held-out window after "
+            f"step {last:g}, but no {held} lies after it (the log has {S} steps); use 1.0 "
+            "to fit without a held-out window, or a smaller fraction"
+        )
+    return FitWindow(last, last)
+
+
+def fit_until_time(log, fraction: float, window: int | None = None) -> float:
+    """The last step of the fit window of `data.fit_until` = `fraction` (`fit_window`)."""
+    return fit_window(log, fraction, window).last_step
 
 
 def knot_times(num: int, first: float, last: float) -> list[float]:
-    """`num` times evenly spaced in log(1 + t) from `first` to `last`, rounded to 6
-    significant digits."""
+    """`num` times evenly spaced in log(1 + t) from `first` to `last`; the inner ones
+    rounded to 6 significant digits, the ends exact (so they stay on the data)."""
     grid = np.expm1(np.linspace(np.log1p(first), np.log1p(last), num))
-    return [float(f"{t:.6g}") for t in grid]
+    return [float(first)] + [float(f"{t:.6g}") for t in grid[1:-1]] + [float(last)]
 
 
-def build_fit(config: FitConfig, log) -> FitSetup:
+def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
     """Build the starting parameters, the loss, the free parameters and the bootstrap's
     loss factory of `config` on a trajectory log (`lesde.io.read_log`), checking that
-    they fit together (knots against the data times, `loss.check(params)`). Raises a
-    ValueError whose message starts with the configuration key concerned.
+    they fit together before any computation. `source` names the log in messages (e.g.
+    its path).
+
+    Refused with a ValueError whose message starts with the configuration key
+    concerned: more trials or a longer window than the log has, K < 2, a
+    `data.fit_until` that leaves no fit window or an empty held-out window
+    (`fit_window`), knots the data cannot determine (`lesde.fit.check_knots`: a knot
+    beyond the data is accepted only as an extrapolation of a piece with data, and
+    listed in `knots_beyond_data`), a model that does not fit the data, and a
+    curvature uncertainty with no more data values than free parameters. Data that
+    cannot be fitted raise a `lesde.fit.FitDataError` (or `LogError`) whose message
+    starts with `source` and the quantity: class means (moments, snapshots) that do not
+    vary over the fit window, or whose squares overflow float32
+    (`lesde.fit.check_varies` and the data containers state the rules).
+
+    Automatic knots run from the first data time to the last data time of the fit
+    window.
 
     Starting state: an LE-ODE starts at the data's first class means (held fixed unless
     `model.fit_initial`); an LE-SDE draws X_i(0) ~ N(m0, s0^2 I) with m0 the
@@ -314,34 +401,40 @@ def build_fit(config: FitConfig, log) -> FitSetup:
     K = log.sizes["class"]
     if K < 2:
         raise ValueError(f"the log has K = {K} class; a fit needs at least 2")
-    fit_until = fit_until_time(log, d.fit_until)
+    window = fit_window(log, d.fit_until, None if lo.kind == "transition" else d.window)
+    fit_until, until = window
 
     def make_loss(trials=None):
         if lo.kind == "class_mean":
-            data = _named("data", F.ClassMeans.from_log, log, window=d.window, trials=trials)
+            what = f"class-mean logits of {d.window}-step windows"
+            data = _data_named(source, what, "data", F.ClassMeans.from_log, log,
+                               window=d.window, trials=trials)
             cls = F.ClassMeanLoss
         elif lo.kind == "moments":
-            data = _named("data", F.ClassMoments.from_log, log, window=d.window, trials=trials)
+            what = f"class moments of the logits in {d.window}-step windows"
+            data = _data_named(source, what, "data", F.ClassMoments.from_log, log,
+                               window=d.window, trials=trials)
             cls = F.MomentLoss
         else:
-            data = _named("loss.kind", F.Snapshots.from_log, log, trials=trials)
-            return _named("data.fit_until", F.TransitionLoss, data, fit_until=fit_until,
-                          num_steps=lo.num_steps)
-        return _named("data.fit_until", cls, data, fit_until=fit_until, num_steps=lo.num_steps,
-                      ensemble=lo.ensemble, seed=lo.seed)
+            what = "snapshot features"
+            data = _data_named(source, what, "loss.kind", F.Snapshots.from_log, log, trials=trials)
+            return _data_named(source, what, "data.fit_until", F.TransitionLoss, data,
+                               fit_until=until, num_steps=lo.num_steps)
+        return _data_named(source, what, "data.fit_until", cls, data, fit_until=until,
+                           num_steps=lo.num_steps, ensemble=lo.ensemble, seed=lo.seed)
 
     loss = make_loss()
     times = np.asarray(loss.times)
-    fit_times = times[times <= fit_until]
+    fit_times = times if until is None else times[times <= until]
 
     imp = m.impact
-    knots = None
+    knots, beyond = None, []
     if imp.time == "piecewise":
         knots = (
-            knot_times(imp.knots, float(times[0]), fit_until)
+            knot_times(imp.knots, float(fit_times[0]), float(fit_times[-1]))
             if isinstance(imp.knots, int) else [float(t) for t in imp.knots]
         )
-        _named("model.impact.knots", F.check_knots, knots, fit_times)
+        beyond = _named("model.impact.knots", F.check_knots, knots, fit_times)
 
     def schedule(init):
         return _named("model.impact", F.impact_schedule, imp.time, init, knots=knots,
@@ -390,4 +483,5 @@ def build_fit(config: FitConfig, log) -> FitSetup:
                 f"parameters, got {q} free parameters and {loss.num_fit} data values in "
                 "the fit window; use 'bootstrap', fewer knots or a smaller data.window"
             )
-    return FitSetup(params, loss, free, make_loss, log, fit_until, knots)
+    return FitSetup(params, loss, free, make_loss, log, fit_until, knots,
+                    heldout=until is not None, knots_beyond_data=tuple(beyond))

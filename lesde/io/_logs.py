@@ -20,7 +20,8 @@ steps on K classes. Its log is an `xarray.Dataset` (a "lesde trajectory log") wi
 The CSV layout has one row per step per trial, header
 ``trial,itr,smp,y,y_logit0,...,y_logit{K-1},tr_loss,val_loss,val_acc``; `itr` is the
 step number, `val_loss`/`val_acc` are filled on the rows of eval steps and empty
-elsewhere.
+elsewhere. An eval step that is not a step (the evaluation after the last update) has a
+validation-only row per trial: its itr, empty training cells, and the validation values.
 
 Files are written under a temporary name in the same directory and renamed when
 complete, so a file at the target path is always a complete log.
@@ -419,13 +420,19 @@ def csv_columns(num_classes: int) -> list[str]:
 def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a trajectory log in the authors' CSV layout.
 
-    One row per trial and step, ordered by trial then step, header
+    One row per trial and step, header
     ``trial,itr,smp,y,y_logit0,...,y_logit{K-1},tr_loss,val_loss,val_acc`` (`itr` is the
     step coordinate). `val_loss`/`val_acc` are written on the rows of eval steps and
-    left empty elsewhere, so every eval step must be a step. Floats are written in the
-    shortest form that reads back to the same value in their own precision (float32
-    or float64). Attrs are not stored. The log is checked first; the file is written
-    under a temporary name and renamed when complete. Returns the path.
+    left empty elsewhere. An eval step that is not a step (`lesde.nets.train_sgd`
+    evaluates once more after the last update, at eval_step = steps) gets a
+    validation-only row in each trial: its `itr` is the eval step, `smp`, `y`, the
+    logits and `tr_loss` are empty and only `val_loss`/`val_acc` are filled. Rows are
+    ordered by trial, then itr. Floats are written in the shortest form that reads back
+    to the same value in their own precision (float32 or float64), so `read_csv` gives
+    back every variable and coordinate of the format exactly. Not stored: attrs, and
+    variables beyond the format's six (snapshot `features`, `impact`), which the layout
+    has no place for. The log is checked first; the file is written under a temporary
+    name and renamed when complete. Returns the path.
     """
     import pandas as pd
 
@@ -434,18 +441,14 @@ def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
     steps = ds["step"].values
     evals = ds["eval_step"].values
     pos = np.searchsorted(steps, evals)
-    missing = (pos >= steps.size) | (steps[np.minimum(pos, steps.size - 1)] != evals)
-    if missing.any():
-        raise LogError(
-            f"eval_step {evals[np.argmax(missing)]} is not a step: the CSV layout stores "
-            "validation values on the row of their step"
-        )
+    on_step = (pos < steps.size) & (steps[np.minimum(pos, steps.size - 1)] == evals)
     T, S, K = ds.sizes["trial"], ds.sizes["step"], ds.sizes["class"]
-    cols: dict[str, np.ndarray] = {
-        "trial": np.repeat(ds["trial"].values, S),
+    trials = ds["trial"].values
+    cols: dict[str, Any] = {
+        "trial": np.repeat(trials, S),
         "itr": np.tile(steps, T),
-        "smp": ds["sample"].values.ravel(),
-        "y": ds["label"].values.ravel(),
+        "smp": pd.array(ds["sample"].values.ravel(), dtype="Int64"),
+        "y": pd.array(ds["label"].values.ravel(), dtype="Int64"),
     }
     logits = ds["logits"].values.reshape(T * S, K)
     for k in range(K):
@@ -453,9 +456,30 @@ def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
     cols["tr_loss"] = ds["train_loss"].values.ravel()
     for name in ("val_loss", "val_acc"):
         full = np.full((T, S), np.nan, dtype=ds[name].dtype)
-        full[:, pos] = ds[name].values
+        full[:, pos[on_step]] = ds[name].values[:, on_step]
         cols[name] = full.ravel()
     frame = pd.DataFrame(cols, columns=csv_columns(K))
+    alone = evals[~on_step]
+    if alone.size:  # validation-only rows
+        E = alone.size
+        empty = {
+            "smp": pd.array([pd.NA] * (T * E), dtype="Int64"),
+            "y": pd.array([pd.NA] * (T * E), dtype="Int64"),
+            **{f"y_logit{k}": np.full(T * E, np.nan, logits.dtype) for k in range(K)},
+            "tr_loss": np.full(T * E, np.nan, ds["train_loss"].dtype),
+        }
+        extra = pd.DataFrame(
+            {
+                "trial": np.repeat(trials, E), "itr": np.tile(alone, T), **empty,
+                "val_loss": ds["val_loss"].values[:, ~on_step].ravel(),
+                "val_acc": ds["val_acc"].values[:, ~on_step].ravel(),
+            },
+            columns=csv_columns(K),
+        )
+        rank = {t: i for i, t in enumerate(trials)}
+        frame = pd.concat([frame, extra], ignore_index=True)
+        key = np.lexsort((frame["itr"].to_numpy(), frame["trial"].map(rank).to_numpy()))
+        frame = frame.iloc[key]
     _atomic_write(path, lambda p: frame.to_csv(p, index=False, na_rep="", lineterminator="\n"))
     return path
 
@@ -472,14 +496,21 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
     `trial` coordinate and the itr values become the `step` coordinate; every trial must
     have the same itr values. The eval steps are the itr values whose `val_loss` and
     `val_acc` are filled (in every trial alike; if every row is filled, every step is an
-    eval step). Blank lines are skipped.
+    eval step). A validation-only row (`smp`, `y`, every logit and `tr_loss` empty,
+    `val_loss` and `val_acc` filled; `write_csv` writes one per trial for an eval step
+    that is not a step, e.g. the evaluation after the last update) adds its itr as an
+    eval step only, not as a step; every trial must have the same ones. Blank lines are
+    skipped.
 
     Raises `LogError` naming the 1-based line of the file and the column for: an unknown
     or duplicated column, a non-numeric cell, an empty cell where a value is required, a
     label `y` that is not an integer in 0..K-1, a non-finite logit or tr_loss, a
     negative smp or itr, a row with only one of val_loss/val_acc, a duplicated
-    (trial, itr) row, a trial whose itr values differ from the first trial's, and eval
-    steps that differ between trials. A missing column is named (it has no line).
+    (trial, itr) row, a trial whose itr values differ from the first trial's, eval
+    steps (on step rows or validation-only rows) that differ between trials, a trial
+    with validation-only rows and no step rows, and a file of validation-only rows. A
+    row with some but not all training cells empty is refused at its first empty cell.
+    A missing column is named (it has no line).
     """
     import pandas as pd
 
@@ -585,11 +616,17 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
             i = int(np.argmax(bad))
             errors.append((i, header.index(col), len(errors), lines[i], col, message(i)))
 
+    # a validation-only row (an eval step that is not a step): every training cell empty,
+    # val_loss and val_acc filled
+    training = ["smp", "y", *(f"y_logit{k}" for k in range(K)), "tr_loss"]
+    eval_only = np.logical_and.reduce([cells[h][1] for h in training])
+    eval_only &= ~cells["val_loss"][1] & ~cells["val_acc"][1]
+
     def parse(col, *, required=True):
         v, empty, nan_word, text = cells[col]
         note(np.isnan(v) & ~empty & ~nan_word, col, lambda i: f"non-numeric value {text(i)!r}")
         if required:
-            note(empty, col, lambda i: "empty cell")
+            note(empty & ~eval_only, col, lambda i: "empty cell")
         return v, empty, nan_word, text
 
     def integers(col, low, high, what, why=""):
@@ -631,6 +668,15 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
         fail(lines[i + 1], "itr",
              f"duplicated row for trial {trial[i + 1]}, itr {itr[i + 1]} (first at line "
              f"{lines[i]})")
+    only = eval_only[order]
+    if only.all():
+        fail(lines[0], "smp", "every row is a validation-only row (empty training cells): "
+             "the log has no steps")
+    # the validation-only rows, then the step rows in the arrays below
+    e_trial, e_itr, e_lines = trial[only], itr[only], lines[only]
+    e_loss, e_acc = val_loss[order][only], val_acc[order][only]
+    order = order[~only]
+    trial, itr, lines = trial[~only], itr[~only], lines[~only]
     tids, starts, counts = np.unique(trial, return_index=True, return_counts=True)
     T, S = tids.size, int(counts[0])
     ref = itr[:S]
@@ -660,14 +706,36 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
              f"{ref[j]}, unlike trial {tids[0]} (every trial must be evaluated at the same "
              "itr values)")
 
+    alone = np.unique(e_itr)  # the eval steps that are not steps
+    for t in np.unique(e_trial):
+        mine = e_itr[e_trial == t]
+        first = e_lines[np.argmax(e_trial == t)]
+        if t not in tids:
+            fail(first, "trial", f"trial {t} has only validation-only rows (no step rows)")
+        if mine.size != alone.size or (mine != alone).any():
+            lack = np.setdiff1d(alone, mine)
+            fail(first, "itr",
+                 f"trial {t} has validation-only rows at itr {mine.tolist()}, but other trials "
+                 f"at {alone.tolist()}{f' (it lacks {lack.tolist()})' if lack.size else ''}: "
+                 "every trial must be evaluated at the same itr values")
+    if alone.size and np.unique(e_trial).size != T:
+        t = tids[~np.isin(tids, e_trial)][0]
+        fail(lines[starts[np.searchsorted(tids, t)]], "itr",
+             f"trial {t} has no validation-only row, but other trials have them at itr "
+             f"{alone.tolist()}: every trial must be evaluated at the same itr values")
+
     shape = (T, S)
     ev = has[0]
+    eval_steps = np.concatenate([ref[ev], alone])
+    pos = np.argsort(eval_steps, kind="stable")
+    losses = np.concatenate([val_loss[order].reshape(shape)[:, ev], e_loss.reshape(T, -1)], axis=1)
+    accs = np.concatenate([val_acc[order].reshape(shape)[:, ev], e_acc.reshape(T, -1)], axis=1)
     try:
         return make_log(
             smp[order].reshape(shape), y[order].reshape(shape),
             logits[order].reshape(T, S, K), tr_loss[order].reshape(shape),
-            val_loss[order].reshape(shape)[:, ev], val_acc[order].reshape(shape)[:, ev],
-            steps=ref, eval_steps=ref[ev], trials=tids,
+            losses[:, pos], accs[:, pos],
+            steps=ref, eval_steps=eval_steps[pos], trials=tids,
         )
     except LogError as e:  # pragma: no cover - the row checks above come first
         raise LogError(f"{path}: {e}") from None

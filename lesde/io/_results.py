@@ -1,6 +1,7 @@
 """Writing run results so that an interrupted write never looks complete."""
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,34 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def to_json(obj: Any) -> Any:
+    """`obj` with every value JSON can hold as such: dicts (keys as str), lists and
+    tuples (as lists), numpy arrays (as nested lists) and numpy scalars (as Python
+    numbers and bools) are converted, and a non-finite float (NaN, +-inf) becomes None,
+    JSON's null. Anything else is returned unchanged (`json` then refuses it)."""
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dump_json(obj: Any, *, indent: int | None = 2) -> str:
+    """The text of a JSON file holding `obj` (`to_json`; ends with a newline).
+
+    Every JSON file lesde writes goes through here, so none holds the bare tokens NaN
+    or Infinity, which are not JSON: a non-finite number is written as null. A value
+    JSON cannot hold (a set, an object) raises a TypeError naming it.
+    """
+    return json.dumps(to_json(obj), indent=indent, allow_nan=False) + "\n"
+
+
 def write_run(
     out_dir: str | Path, config: dict, arrays: dict[str, Any], summary: dict
 ) -> Path:
@@ -43,12 +72,13 @@ def write_run(
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
     _atomic_write(out / "trajectory.npz", save_npz)
-    _atomic_write(marker, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    _atomic_write(marker, lambda p: p.write_text(dump_json(summary)))
     return out
 
 
 def versions() -> dict[str, str]:
-    """Versions of lesde and the libraries behind a result, and the backend."""
+    """Versions of lesde and the libraries behind a result, the backend and the floating
+    precision (float32, or float64 with x64 enabled)."""
     import platform
 
     import diffrax
@@ -64,4 +94,5 @@ def versions() -> dict[str, str]:
         "version_equinox": equinox.__version__,
         "version_python": platform.python_version(),
         "backend": jax.default_backend(),
+        "precision": "float64" if jax.config.jax_enable_x64 else "float32",
     }

@@ -7,22 +7,33 @@ training. Two experiments, chosen by `experiment`:
   nonlinearity (leaky slope) and noise (data noise, learning rate, dropout, batch size),
   per-layer data separation and load curves.
 
-Fractions may be written as numbers or as "a/b" strings (e.g. "2/3").
+Fractions may be written as numbers or as "a/b" strings (e.g. "2/3"); no other string
+is a number, and no boolean. Refused before any training: a value of the wrong type (no
+coercion: `n_per_class: 3.5`, `steps: "10"`, `learning_rate: true`), a non-finite number,
+a key given twice, a seed outside [0, 2**32 - 1], a count below its minimum or above
+2**31 - 1, and a run whose log, snapshots, data or network parameters need more memory
+than the machine has.
 """
 
-from fractions import Fraction
+import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, model_validator
 
-from ._config import _Strict
+from ._config import _Strict, check_memory, Count, Seed
+
+_CLASSES = {"digits": 10, "geomnist": 3}
+_INPUTS = {"digits": 8 * 8, "geomnist": 32 * 32}
 
 
 def _fraction(v: Any) -> Any:
+    """A string "a/b" (a, b whole numbers, b > 0) as a float; anything else unchanged."""
     if isinstance(v, str):
+        m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", v)
         try:
-            return float(Fraction(v.strip()))
-        except (ValueError, ZeroDivisionError):
+            return int(m[1]) / int(m[2])
+        except (TypeError, ZeroDivisionError, OverflowError):  # no match, b = 0, too large
             raise ValueError(f"not a number or a fraction a/b: {v!r}") from None
     return v
 
@@ -36,9 +47,34 @@ class DataSpec(_Strict):
     `n_per_class` images per class), split per class into training and validation."""
 
     name: Literal["digits", "geomnist"] = "geomnist"
-    n_per_class: Annotated[int, Field(ge=2)] = 200
+    n_per_class: Count(2) = 200
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    seed: int = 0
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _memory(self):
+        if self.name == "geomnist":
+            check_memory("n_per_class", [
+                ("the images", {"images per class": self.n_per_class, "classes": 3,
+                                "pixels": _INPUTS["geomnist"]}, 4),
+            ])
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return _CLASSES[self.name]
+
+    @property
+    def num_train(self) -> int:
+        """About the number of training samples."""
+        total = 1797 if self.name == "digits" else 3 * self.n_per_class
+        return max(1, math.floor(total * (1 - self.val_fraction)))
+
+    def parameters(self, width: int, depth: int) -> int:
+        """Weights and biases of a dense network of `depth` linear layers of `width` on
+        this data set's inputs."""
+        sizes = [_INPUTS[self.name]] + [width] * (depth - 1) + [self.num_classes]
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
     def build(self):
         from ..nets import digits, geomnist
@@ -55,8 +91,8 @@ class NetworkSpec(_Strict):
     plain `mlp` (width, depth, activation)."""
 
     name: Literal["lenet", "mlp"] = "lenet"
-    width: Annotated[int, Field(ge=1)] = 100
-    depth: Annotated[int, Field(ge=1)] = 3
+    width: Count(1) = 100
+    depth: Count(1) = 3
     activation: Literal["relu", "tanh", "linear"] = "relu"
 
     @model_validator(mode="after")
@@ -80,15 +116,15 @@ class SGDSpec(_Strict):
     measures the tangent-kernel impact matrix (on `impact_samples` training samples per
     class) at about that many log-spaced steps."""
 
-    trials: Annotated[int, Field(ge=1)] = 100
-    steps: Annotated[int, Field(ge=1)] = 10_000
+    trials: Count(1) = 100
+    steps: Count(1) = 10_000
     learning_rate: Positive = 0.005
-    eval_every: Annotated[int, Field(ge=1)] = 100
+    eval_every: Count(1) = 100
     sampling: Literal["uniform", "epoch"] = "uniform"
-    snapshots: Annotated[int, Field(ge=0)] = 0
-    impact_checkpoints: Annotated[int, Field(ge=0)] = 0
-    impact_samples: Annotated[int, Field(ge=2)] = 10
-    seed: int = 0
+    snapshots: Count(0) = 0
+    impact_checkpoints: Count(0) = 0
+    impact_samples: Count(2) = 10
+    seed: Seed = 0
 
 
 class TrajectoriesConfig(_Strict):
@@ -99,13 +135,33 @@ class TrajectoriesConfig(_Strict):
     data: DataSpec = DataSpec()
     network: NetworkSpec = NetworkSpec()
     corruption: Annotated[list[Unit], Field(min_length=1)] = [0.0]
-    corruption_seed: int = 0
+    corruption_seed: Seed = 0
     train: SGDSpec = SGDSpec()
 
     @model_validator(mode="after")
     def _distinct(self):
         if len(set(self.corruption)) != len(self.corruption):
             raise ValueError(f"corruption: values must be distinct; got {self.corruption}")
+        return self
+
+    @model_validator(mode="after")
+    def _memory(self):
+        """Refuse a log of one corruption fraction (trials x steps x (K + 3) values:
+        sample, label, loss, K logits), snapshots (trials x snapshot steps x training
+        samples x K) and the trials' network parameters and gradients that need more
+        memory than the machine has (4 bytes a value)."""
+        t, d, K = self.train, self.data, self.data.num_classes
+        parts = [("the log of one corruption fraction",
+                  {"trials": t.trials, "steps": t.steps, "values per step": K + 3}, 4)]
+        if t.snapshots:
+            parts.append(("the snapshots", {"trials": t.trials, "snapshot steps": t.snapshots + 2,
+                                            "training samples": d.num_train, "classes": K}, 4))
+        if self.network.name == "mlp":
+            n = self.network
+            parts.append(("the network parameters and gradients",
+                          {"trials": t.trials, "copies": 2,
+                           "parameters": d.parameters(n.width, n.depth)}, 4))
+        check_memory("train", parts)
         return self
 
 
@@ -144,18 +200,24 @@ class GridSpec(_Strict):
     data_noise: _unit_or_list(0.0, 1.0) = 0.0
     dropout: _unit_or_list(0.0, 1.0, hi_open=True) = 0.0
     learning_rate: Annotated[float | list[float], BeforeValidator(_positive_or_list)] = 1e-3
-    batch_size: Annotated[int, Field(ge=2)] | None | list[Annotated[int, Field(ge=2)] | None] = None
+    batch_size: Count(2) | None | list[Count(2) | None] = None
+
+    def num_cells(self) -> int:
+        """Grid cells (batch sizes included)."""
+        axes = (self.negative_slope, self.data_noise, self.dropout, self.learning_rate,
+                self.batch_size)
+        return math.prod(len(a) if isinstance(a, list) else 1 for a in axes)
 
 
 class SeparationTrainSpec(_Strict):
     """Adam training of the separation experiment: `seeds` per cell, `epochs`, the epochs
     at which D_l is measured (default 0 and the last), members trained at once."""
 
-    seeds: Annotated[int, Field(ge=1)] = 10
-    epochs: Annotated[int, Field(ge=1)] = 100
-    eval_epochs: list[Annotated[int, Field(ge=0)]] | None = None
-    chunk_size: Annotated[int, Field(ge=1)] | None = None
-    seed: int = 0
+    seeds: Count(1) = 10
+    epochs: Count(1) = 100
+    eval_epochs: list[Count(0)] | None = None
+    chunk_size: Count(1) | None = None
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _epochs(self):
@@ -167,8 +229,8 @@ class SeparationTrainSpec(_Strict):
 class MLPSpec(_Strict):
     """The BatchNorm MLP: `depth` linear layers (depth - 1 hidden blocks) of `width`."""
 
-    width: Annotated[int, Field(ge=1)] = 100
-    depth: Annotated[int, Field(ge=2)] = 8
+    width: Count(1) = 100
+    depth: Count(2) = 8
 
 
 class SeparationConfig(_Strict):
@@ -181,13 +243,31 @@ class SeparationConfig(_Strict):
     grid: GridSpec = GridSpec()
     train: SeparationTrainSpec = SeparationTrainSpec()
 
+    @model_validator(mode="after")
+    def _memory(self):
+        """Refuse a chunk whose members' parameters and Adam moments (3 copies), and
+        results (members x eval epochs x layers) that need more memory than the machine
+        has (4 bytes a value)."""
+        t, n = self.train, self.network
+        members = self.grid.num_cells() * t.seeds
+        check_memory("train", [
+            ("the parameters and Adam moments of a chunk",
+             {"members": t.chunk_size or members, "copies": 3,  # a chunk is padded
+              "parameters": self.data.parameters(n.width, n.depth)}, 4),
+            ("the results", {"cells": self.grid.num_cells(), "seeds": t.seeds,
+                             "eval epochs": len(set(t.eval_epochs or [0, t.epochs])),
+                             "layers": n.depth}, 4),
+        ])
+        return self
+
 
 TrainConfig = Annotated[TrajectoriesConfig | SeparationConfig, Discriminator("experiment")]
 
 
 def load_train_config(path) -> TrajectoriesConfig | SeparationConfig:
-    """Read and validate a `lesde train` YAML configuration (`experiment` picks the
-    schema); ConfigError names the offending key and value."""
+    """Read (`lesde.io._config.read_yaml`: a key given twice is refused) and validate a
+    `lesde train` YAML configuration (`experiment` picks the schema); ConfigError names
+    the offending key and value."""
     from pathlib import Path
 
     from pydantic import TypeAdapter, ValidationError
@@ -204,4 +284,4 @@ def load_train_config(path) -> TrajectoriesConfig | SeparationConfig:
     try:
         return TypeAdapter(TrainConfig).validate_python(data)
     except ValidationError as e:
-        raise ConfigError(_format(e, str(path))) from None
+        raise ConfigError(_format(e, str(path), data)) from None

@@ -4,7 +4,12 @@
 import abc
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+
+def _largest_entry(x: Array) -> Array:
+    return jnp.max(jnp.abs(x))
 
 
 class AbstractDynamics(eqx.Module):
@@ -36,6 +41,16 @@ class AbstractDynamics(eqx.Module):
     def check_on_grid(self, ts) -> None:
         """Checks of time-dependent inputs that can only be made on the solver's grid."""
 
+    def resolution_scale(self, x: Float[Array, "..."]) -> Float[Array, ""]:
+        """The finest scale of the state X that the model's measurements read.
+
+        `lesde.simulate` flags a member as inaccurate (status 3) at a save time where
+        the rounding unit of the state's largest entry, eps max|X| (eps of X's dtype),
+        exceeds 2^-`lesde.solve.PRECISION_BITS` of this scale: the state's dynamic range
+        has then swamped its floating-point precision. Default: max|X| (no dynamic-range
+        test; only non-finite states and values are flagged)."""
+        return _largest_entry(x)
+
 
 class AbstractMap(eqx.Module):
     """A random discrete-time map X_{n+1} = step(n, X_n, key_n), n = 0, 1, ...
@@ -53,3 +68,8 @@ class AbstractMap(eqx.Module):
     @abc.abstractmethod
     def step(self, n, x: Float[Array, "..."], key: PRNGKeyArray) -> Float[Array, "..."]:
         """X_{n+1} from X_n, with the step's own random key."""
+
+    def resolution_scale(self, x: Float[Array, "..."]) -> Float[Array, ""]:
+        """The finest scale of X that the measurements read; as
+        `AbstractDynamics.resolution_scale` (default max|X|: no dynamic-range test)."""
+        return _largest_entry(x)

@@ -42,6 +42,22 @@ def _check_parts(impact, gradient: AbstractGradient, num_classes: int, dim) -> i
     return dim
 
 
+def _rms(x: Array) -> Array:
+    """sqrt(mean_i |x_i|^2) over the rows x_i of a (rows, p) array, scaled by max|x| so
+    that the squares cannot overflow."""
+    big = jnp.max(jnp.abs(x))
+    safe = jnp.where(big > 0, big, 1.0)
+    return big * jnp.sqrt(jnp.mean(jnp.sum((x / safe) ** 2, axis=-1)))
+
+
+def _first_positive(*scales: Array) -> Array:
+    """The first of the scales that is > 0 (the last one if none is)."""
+    out = scales[-1]
+    for s in reversed(scales[:-1]):
+        out = jnp.where(s > 0, s, out)
+    return out
+
+
 def _init_params(init_mean, init_std, dim):
     mean = as_float_array("init_mean", init_mean)
     std = as_float_array("init_std", init_std)
@@ -153,6 +169,24 @@ class LESDE(AbstractDynamics):
     def check_on_grid(self, ts):
         self.noise.check_on_grid(ts)
 
+    def resolution_scale(self, x: Float[Array, "N p"]) -> Float[Array, ""]:
+        r"""The within-class spread s_W = sqrt((1/N) sum_i |X_i - Xbar_{y_i}|^2), the
+        finest structure the LE-SDE's measurements read (NC1, Tr Sigma_W, margins).
+
+        The drift is the same for every sample of a class, so the within-class
+        deviations move only with the noise (~ sigma sqrt(t)) while the class means
+        may grow exponentially: with the identity model the common mode grows as
+        exp((alpha + (K-1) beta) t / K). Once eps max|X| is no longer far below s_W,
+        the deviations are rounding noise (see `AbstractDynamics.resolution_scale`).
+        Without any within-class spread (no noise and no initial spread, or one
+        sample per class) the scale is the spread of the class means about their
+        mean, and without that too, max|X|."""
+        c = self.classes
+        means = c.mean(x)
+        within = _rms(x - c.gather(means))
+        between = _rms(means - jnp.mean(means, axis=0))
+        return _first_positive(within, between, jnp.max(jnp.abs(x)))
+
     def logits(self, x: Float[Array, "N p"]) -> Float[Array, "N K"]:
         """z_i = W X_i through the gradient model's head (W = I by default)."""
         return x @ self.gradient.head(self.num_classes, x.dtype).T
@@ -225,6 +259,13 @@ class LEODE(AbstractDynamics):
 
     def initial_state(self, key):
         return self.init_mean + self.init_std * jr.normal(key, self.state_shape)
+
+    def resolution_scale(self, x: Float[Array, "K p"]) -> Float[Array, ""]:
+        r"""The spread of the class means about their mean,
+        sqrt((1/K) sum_k |Xbar_k - mu|^2) with mu = (1/K) sum_k Xbar_k: the part of the
+        state that separates the classes, against the common mode mu (which grows as
+        exp((alpha + (K-1) beta) t / K) under the identity model); max|X| if it is 0."""
+        return _first_positive(_rms(x - jnp.mean(x, axis=0)), jnp.max(jnp.abs(x)))
 
     def brownian_shape(self):
         return None

@@ -10,7 +10,8 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._classes import Classes
-from ._schedule import AbstractSchedule, as_schedule
+from .._checks import recording_checks, require
+from ._schedule import AbstractSchedule, as_schedule, Function
 
 
 class Noise(eqx.Module):
@@ -74,18 +75,29 @@ class Noise(eqx.Module):
         return out
 
     def check_on_grid(self, ts: Float[Array, " T"]) -> None:
-        """Check sigma(t) >= 0 and finite on the time grid (for callables of t)."""
+        """Check that sigma(t) is finite and >= 0 on the time grid `ts`: on every grid
+        time for a callable of t, at the first and last for the other schedules (their
+        sign is checked from their parameters when built, and they are monotone
+        between knots, so overflow, e.g. of a power law with r < 0, shows at an end)."""
         for name, s in self._parts().items():
+            at = jnp.asarray(ts)
+            if not isinstance(s, Function):
+                at = at[jnp.asarray([0, at.shape[0] - 1])]
             with jax.ensure_compile_time_eval():  # evaluate now, also inside a jit trace
-                vals = jax.vmap(s)(jnp.asarray(ts))
-            if isinstance(vals, jax.core.Tracer):
-                continue  # sigma depends on traced values: not decidable here
+                vals = jax.vmap(s)(at)
+            if isinstance(vals, jax.core.Tracer):  # sigma depends on traced values
+                if recording_checks():  # a batch check: record it for every member
+                    require(
+                        f"noise.{name} sigma(t) on the time grid", vals,
+                        lambda v: ~(jnp.isfinite(v) & (v >= 0)), "finite and >= 0",
+                    )
+                continue
             vals = np.asarray(vals)
             bad = ~np.isfinite(vals) | (vals < 0)
             if bad.any():
                 i = int(np.argmax(bad))
                 raise ValueError(
-                    f"noise.{name} sigma must be finite and >= 0, got sigma({float(ts[i])}) "
+                    f"noise.{name} sigma must be finite and >= 0, got sigma({float(at[i])}) "
                     f"= {vals[i]}"
                 )
 

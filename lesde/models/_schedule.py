@@ -12,10 +12,9 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Real
 
-from .._checks import as_float_array, check_finite, is_concrete, show
+from .._checks import as_float_array, check_finite, check_increasing, check_positive, show
 from .._checks import check_nonnegative as _nonneg
 
 
@@ -101,8 +100,7 @@ class PowerLaw(AbstractSchedule):
                     f"PowerLaw {name} must be a scalar or have the shape of c "
                     f"{tuple(jnp.shape(self.c))}, got shape {tuple(jnp.shape(v))}"
                 )
-        if is_concrete(self.t0) and (np.asarray(self.t0) <= 0).any():
-            raise ValueError(f"PowerLaw t0 must be > 0, got {show(self.t0)}")
+        check_positive("PowerLaw t0", self.t0)
 
     def __call__(self, t):
         return self.c * (1 + t / self.t0) ** (-self.r)
@@ -156,12 +154,7 @@ class PiecewiseLinear(AbstractSchedule):
                 f"PiecewiseLinear values must have leading length {jnp.shape(self.times)[0]} "
                 f"(one per knot), got shape {tuple(jnp.shape(self.values))}"
             )
-        if is_concrete(self.times):
-            dt = np.diff(np.asarray(self.times))
-            if (dt <= 0).any():
-                raise ValueError(
-                    f"PiecewiseLinear times must be strictly increasing, got {show(self.times)}"
-                )
+        check_increasing("PiecewiseLinear times", self.times)
 
     def _interp(self, t):
         ts, vs = self.times, self.values

@@ -25,7 +25,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._checks import as_float_array, check_finite, check_positive_int, is_concrete, show
+from .._checks import (
+    as_float_array, check_finite, check_nonnegative, check_positive, check_positive_int, is_concrete,
+    show,
+)
 from ._base import AbstractDynamics, AbstractMap
 
 CONTROLS = ("displacement", "force")
@@ -37,13 +40,12 @@ def _scalar(name: str, x: Any, *, positive: bool = False, nonnegative: bool = Fa
     a = as_float_array(name, x)
     if a.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {tuple(a.shape)}")
-    check_finite(name, a)
-    if is_concrete(a):
-        v = float(a)
-        if positive and not v > 0:
-            raise ValueError(f"{name} must be > 0, got {v}")
-        if nonnegative and not v >= 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
+    if positive:
+        check_positive(name, a)
+    elif nonnegative:
+        check_nonnegative(name, a)
+    else:
+        check_finite(name, a)
     return a
 
 

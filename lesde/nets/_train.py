@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import xarray as xr
 
-from .._checks import show
+from .._checks import check_positive_int, show
 from ..metrics import (
     load_curve,
     ntk_impact,
@@ -61,13 +61,14 @@ def _trial_ids(trials: Any) -> np.ndarray:
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> Any:
+    """A positive int (`integer`; `check_positive_int`) or a finite number > 0, named by
+    `name` in the error."""
+    if integer:
+        return check_positive_int(name, value)
     bad = isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
-    if not bad:
-        bad = not math.isfinite(value) or value <= 0 or (integer and int(value) != value)
-    if bad:
-        kind = "a positive int" if integer else "a finite number > 0"
-        raise ValueError(f"{name} must be {kind}; got {show(value)}")
-    return int(value) if integer else float(value)
+    if bad or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {show(value)}")
+    return float(value)
 
 
 def log_spaced_steps(steps: int, num: int, multiple: int = 1) -> np.ndarray:
@@ -437,6 +438,31 @@ def _batch_sizes(batch_size: Any, num_train: int) -> tuple[list[int], bool]:
     return sizes, is_dim
 
 
+def _fuzziness_by_layer(feats: Sequence[jax.Array], y: jax.Array, k: int) -> jax.Array:
+    """D_l = `separation_fuzziness` of every layer's features (N, p_l), shape (layers,),
+    computed with ONE batched SVD.
+
+    The layers are zero-padded to a common width p (zero columns change neither the class
+    means nor Sigma_B^+, so D is unchanged) and the rank tolerance stays the default of the
+    unpadded layer, max(K, p_l) * eps.
+
+    Why one SVD: jaxlib's CPU LAPACK kernels (here `lapack_sgesdd_ffi`) split a batch whose
+    cost passes a threshold (batch x flops >= 2e5) into chunks, schedule them on XLA's
+    intra-op thread pool and wait for them on the pool thread that runs the custom call
+    (`jax::ParallelBatchMap` -> `absl::BlockingCounter::Wait`). One SVD per layer puts
+    several independent SVDs in the compiled measurement, which XLA runs at once; when every
+    pool thread is inside one of them no thread is left for the chunks and the program never
+    returns, all threads asleep on a futex (e.g. 2 pool threads, width 100, depth 8, 8
+    members). With one SVD per program the other pool threads stay free for its chunks.
+    """
+    widths = [int(h.shape[-1]) for h in feats]
+    p = max(widths)
+    padded = jnp.stack([jnp.pad(h, ((0, 0), (0, p - w))) for h, w in zip(feats, widths)])
+    eps = jnp.finfo(padded.dtype).eps
+    rtol = jnp.asarray([max(k, w) * eps for w in widths], padded.dtype)
+    return jax.vmap(lambda h, r: separation_fuzziness(h, y, k, rtol=r))(padded, rtol)
+
+
 def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_epochs, width, depth, bar):
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
@@ -489,7 +515,7 @@ def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_e
     def measure_one(p, st):
         net = eqx.combine(p, static)
         logits, _, feats = apply(net, x, st, inference=True)
-        d = jnp.stack([separation_fuzziness(h, y, k) for h in feats])
+        d = _fuzziness_by_layer(feats, y, k)  # one SVD: see its docstring
         dtr = jnp.stack([trace_ratio(h, y, k) for h in feats])
         curve = load_curve(separation_gains(dtr))
         law = separation_law(d)

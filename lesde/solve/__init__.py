@@ -8,10 +8,20 @@ from ._layout import (
     SampleMinor as SampleMinor,
 )
 from ._tsit5 import UnrolledTsit5 as UnrolledTsit5
-from ._simulate import (
-    simulate as simulate,
-    SOLVERS as SOLVERS,
+from ._health import (
+    DIVERGED as DIVERGED,
+    INACCURATE as INACCURATE,
+    PRECISION_BITS as PRECISION_BITS,
+    SOLVER_FAILED as SOLVER_FAILED,
+    status_counts as status_counts,
     STATUS_NAMES as STATUS_NAMES,
-    Trajectory as Trajectory,
+    SUCCESS as SUCCESS,
 )
-from ._sweep import fingerprint_of as fingerprint_of, Grid as Grid, member_key as member_key, sweep as sweep
+from ._simulate import simulate as simulate, SOLVERS as SOLVERS, Trajectory as Trajectory
+from ._sweep import (
+    check_cells as check_cells,
+    fingerprint_of as fingerprint_of,
+    Grid as Grid,
+    member_key as member_key,
+    sweep as sweep,
+)

@@ -10,12 +10,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._checks import as_float_array, check_finite, check_shape, is_concrete, show
 from ..models._base import AbstractDynamics, AbstractMap
 from ..models._le_sde import LEODE
 from ._brownian import FoldInBrownianPath
+from ._health import (
+    DIVERGED, health_code, INACCURATE, mask_unhealthy, member_status, STATUS_NAMES, SUCCESS,
+)
 from ._layout import (
     PackedTerm, UnpackedPath, choose_layout, packed_brownian_shape, packed_drift, unpack_saved,
 )
@@ -35,8 +38,6 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
 
 BROWNIAN = ("fold_in", "virtual_tree")
 
-SUCCESS, DIVERGED, SOLVER_FAILED = 0, 1, 2
-STATUS_NAMES = {SUCCESS: "success", DIVERGED: "diverged", SOLVER_FAILED: "solver failed"}
 
 
 class Trajectory(eqx.Module):
@@ -44,9 +45,16 @@ class Trajectory(eqx.Module):
 
     - `ts`: the save times, shape (T,).
     - `ys`: the state at each save time, shape (T, *state), or whatever the `fn`
-      reduction returned, stacked over the T save times.
-    - `status`: 0 success, 1 diverged (non-finite state at the end), 2 the solver
-      failed (e.g. max_steps reached); per member under vmap.
+      reduction returned, stacked over the T save times. Values returned by `fn` are
+      NaN (inexact leaves) at the save times where `valid` is False; saved states are
+      returned as computed.
+    - `status`: 0 success; 1 diverged (a non-finite state at a save time or at t1);
+      2 the solver failed (e.g. max_steps reached); 3 inaccurate (at a save time the
+      state's dynamic range swamped its precision, see `lesde.solve.PRECISION_BITS`
+      and the model's `resolution_scale`, or a value of `fn` was non-finite while the
+      state was finite); per member under vmap. `lesde.solve.STATUS_NAMES` names them.
+    - `valid`: per save time, whether the state and the saved values passed these
+      checks, shape (T,).
     - `result`: diffrax's own result code.
     - `num_steps`: steps taken.
     """
@@ -54,6 +62,7 @@ class Trajectory(eqx.Module):
     ts: Float[Array, " T"]
     ys: PyTree
     status: Int[Array, ""]
+    valid: Bool[Array, " T"]
     result: diffrax.RESULTS
     num_steps: Int[Array, ""]
 
@@ -64,6 +73,10 @@ class Trajectory(eqx.Module):
     @property
     def diverged(self) -> Array:
         return self.status == DIVERGED
+
+    @property
+    def inaccurate(self) -> Array:
+        return self.status == INACCURATE
 
     def status_names(self) -> np.ndarray:
         """The status of each member as a string ('success', 'diverged', ...)."""
@@ -248,8 +261,10 @@ def simulate(
         max_steps = 100_000 if adaptive else num_steps
     elif isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {show(max_steps)}")
-    if (stochastic or y0 is None) and key is None:
-        raise ValueError("key is required: the model has noise or y0 is not given")
+    own_path = isinstance(brownian, diffrax.AbstractBrownianPath)
+    if ((stochastic and not own_path) or y0 is None) and key is None:
+        raise ValueError("key is required: the model has noise (and no Brownian path is "
+                         "given) or y0 is not given")
     y0 = _check_y0_fn(model, y0, fn)
     if ts is not None:
         ts = _check_ts(ts, t0, t1)
@@ -318,10 +333,13 @@ def _solve(
         return jnp.all(jnp.isfinite(y))
 
     unpack = layout.unpack
-    if fn is None:
-        save_fn = lambda t, y, args: unpack(y)  # noqa: E731
-    else:
-        save_fn = lambda t, y, args: fn(t, unpack(y), model)  # noqa: E731
+
+    def checked(t, x):
+        """fn's values (or the state) at a save time and the save's health code."""
+        values = x if fn is None else fn(t, x, model)
+        return values, health_code(model, x, None if fn is None else values)
+
+    save_fn = lambda t, y, args: checked(t, unpack(y))  # noqa: E731
     if on_grid is not None:  # save times on the grid: every step's state, then gather
         user = diffrax.SubSaveAt(t0=True, steps=True)
     elif ts is None:
@@ -344,19 +362,18 @@ def _solve(
         progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
     )
     is_finite, saved = sol.ys
-    ok = sol.result == diffrax.RESULTS.successful
-    status = jnp.where(ok, jnp.where(is_finite[-1], SUCCESS, DIVERGED), SOLVER_FAILED)
     save_ts = sol.ts[1]
     if on_grid is not None:
         index = jnp.asarray(on_grid)
         save_ts = t0 + dt * index.astype(save_ts.dtype)
-        saved = unpack_saved(layout, saved[index])
-        if fn is not None:
-            saved = jax.vmap(lambda t, y: fn(t, y, model))(save_ts, saved)
+        saved = jax.vmap(checked)(save_ts, unpack_saved(layout, saved[index]))
+    saved, codes = saved
+    ok = sol.result == diffrax.RESULTS.successful
     return Trajectory(
         ts=save_ts,
-        ys=saved,
-        status=status.astype(jnp.int32),
+        ys=saved if fn is None else mask_unhealthy(saved, codes),
+        status=member_status(codes, ok, is_finite[-1]),
+        valid=codes == 0,
         result=sol.result,
         num_steps=sol.stats["num_steps"],
     )
@@ -420,7 +437,10 @@ def _iterate(model, y0, key, save, fn):
     compile once whatever their number."""
     init_key, noise_key = jax.random.split(key)
     x = model.initial_state(init_key) if y0 is None else y0.astype(jnp.result_type(float))
-    save_fn = (lambda t, y: y) if fn is None else (lambda t, y: fn(t, y, model))
+
+    def save_fn(t, x):
+        values = x if fn is None else fn(t, x, model)
+        return values, health_code(model, x, None if fn is None else values)
 
     def advance(x, start, length):
         def body(x, n):
@@ -437,17 +457,17 @@ def _iterate(model, y0, key, save, fn):
             start = base + k * gap
             x = advance(x, start, gap) if gap else x
             t = (start + gap).astype(x.dtype)
-            return x, (save_fn(t, x), jnp.all(jnp.isfinite(x)))
+            return x, save_fn(t, x)
 
         x, out = jax.lax.scan(segment, x, jnp.arange(count))
         outs.append(out)
         done += gap * count
-    ys, finite = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
-    status = jnp.where(finite[-1], SUCCESS, DIVERGED).astype(jnp.int32)
+    ys, codes = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
     return Trajectory(
         ts=jnp.asarray(save, jnp.result_type(float)),
-        ys=ys,
-        status=status,
+        ys=ys if fn is None else mask_unhealthy(ys, codes),
+        status=member_status(codes, jnp.asarray(True), jnp.all(jnp.isfinite(x))),
+        valid=codes == 0,
         result=diffrax.RESULTS.successful,
         num_steps=jnp.asarray(save[-1]),
     )

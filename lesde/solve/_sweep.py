@@ -16,8 +16,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .._checks import check_positive_int, show
-from ._simulate import simulate, STATUS_NAMES
+from .._checks import check_batch, check_positive_int, show
+from ._health import STATUS_NAMES
+from ..models._base import AbstractMap
+from ._simulate import _grid, simulate
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
@@ -48,7 +50,7 @@ class Grid:
                 if name in seen:
                     raise ValueError(f"parameter {name!r} is swept on more than one axis")
                 seen.add(name)
-                v = np.asarray(values, dtype=float)
+                v = _axis_values(name, values)
                 if v.ndim != 1 or v.size == 0:
                     raise ValueError(
                         f"axis values of {name!r} must be a non-empty 1-D list, got shape {v.shape}"
@@ -88,6 +90,62 @@ class Grid:
         }
 
 
+    def describe(self, cell: int) -> str:
+        """'cell c (name = value, ...)', for error messages."""
+        values = ", ".join(f"{k} = {float(v):g}" for k, v in self.params(np.asarray(cell)).items())
+        return f"cell {cell} ({values})" if values else f"cell {cell}"
+
+
+def _axis_values(name: str, values: Any) -> np.ndarray:
+    """The values of one axis as floats; non-numeric values (strings, booleans, None,
+    nested lists of unequal length) are refused, naming the parameter."""
+    if isinstance(values, (list, tuple)):  # [True, 1.0] would become [1.0, 1.0]
+        flag = next((v for v in values if isinstance(v, (bool, np.bool_))), None)
+        if flag is not None:
+            raise ValueError(f"axis values of {name!r} must be numbers, got {bool(flag)!r} in {show(values)}")
+    try:
+        raw = np.asarray(values)
+    except ValueError as e:
+        raise ValueError(f"axis values of {name!r} must be a 1-D list of numbers, got {show(values)}") from e
+    if raw.dtype == bool or not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        bad = next((v for v in np.ravel(raw) if isinstance(v, (bool, np.bool_)) or not isinstance(
+            v, (int, float, np.integer, np.floating))), raw.flat[0] if raw.size else None)
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ValueError(f"axis values of {name!r} must be numbers, got {bad!r} in {show(values)}")
+    return raw.astype(float)
+
+
+def check_cells(build: Callable[[dict[str, jax.Array]], Any], grid: "Grid", times: Any = None) -> None:
+    """Build the model of every cell of `grid` at once (one `vmap`) and check every value
+    before anything is compiled (see `lesde._checks.check_batch`): a bad value in any
+    cell raises a ValueError naming the cell, its parameters, the field and the value.
+    `times`: the solver's time grid, for checks of time-dependent inputs (callables of
+    t). A name that `build` reads but the grid does not have is refused by name."""
+
+    def one(params):
+        model = _build(build, params, grid, "every cell")
+        if times is not None and hasattr(model, "check_on_grid"):
+            model.check_on_grid(times)
+
+    check_batch(one, grid.params(np.arange(grid.num_cells)), grid.describe)
+
+
+def _build(build, params, grid: "Grid", where: str):
+    """build(params); a ValueError names `where` (the cell), a KeyError the parameter
+    that the grid lacks."""
+    try:
+        return build(params)
+    except KeyError as e:
+        if e.args and e.args[0] not in params:
+            raise ValueError(
+                f"build reads the parameter {e.args[0]!r}, which is not on the grid; the "
+                f"grid's parameters are {grid.names}"
+            ) from None
+        raise
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
 def member_key(seed: int, cell, seed_index) -> jax.Array:
     """The random key of one member: fold_in(fold_in(key(seed), cell), seed_index), so a
     member's noise does not depend on chunking or devices."""
@@ -106,7 +164,13 @@ class _Store:
         meta = self.path / "sweep.json"
         info = {"fingerprint": fingerprint, "num_members": num_members}
         if meta.exists():
-            old = json.loads(meta.read_text())
+            try:
+                old = json.loads(meta.read_text())
+            except (OSError, ValueError) as e:
+                raise ValueError(
+                    f"the chunk store's description {meta} cannot be read ({e}); remove the "
+                    f"folder {self.path} to start the sweep again"
+                ) from None
             if old != info:
                 raise ValueError(
                     f"the chunk store {self.path} holds a different sweep (fingerprint "
@@ -115,14 +179,28 @@ class _Store:
                 )
         elif self.writer:
             tmp = meta.with_name(".sweep.json.partial")
-            tmp.write_text(json.dumps(info))
+            from ..io._results import dump_json
+
+            tmp.write_text(dump_json(info, indent=None))
             os.replace(tmp, meta)
 
     def load(self) -> list[dict[str, np.ndarray]]:
+        """The finished chunks; a chunk file that cannot be read is named, with how to
+        recover (remove it: its members are solved again)."""
         out = []
         for f in sorted(self.path.glob("members_*.npz")):
-            with np.load(f) as z:
-                out.append({k: z[k] for k in z.files})
+            try:
+                with np.load(f) as z:
+                    part = {k: z[k] for k in z.files}
+                if "member" not in part or "status" not in part:
+                    raise ValueError(f"it lacks {'member' if 'member' not in part else 'status'}")
+            except Exception as e:  # zipfile, pickle and format errors of a damaged file
+                raise ValueError(
+                    f"the chunk file {f} is damaged ({type(e).__name__}: {e}); remove it and "
+                    "run the same command again: its members are solved again, the other "
+                    "chunks are kept"
+                ) from None
+            out.append(part)
         return out
 
     def save(self, members: np.ndarray, results: dict[str, np.ndarray]) -> None:
@@ -201,7 +279,12 @@ def sweep(
     devices = jax.devices()
     if not callable(build) or not callable(fn):
         raise ValueError("build and fn must be callables")
-    probe = build({k: jnp.asarray(v) for k, v in grid.params(np.zeros((), int)).items()})
+    probe = _build(
+        build, {k: jnp.asarray(v) for k, v in grid.params(np.zeros((), int)).items()}, grid,
+        grid.describe(0),
+    )
+    steps = _grid(0.0, t1, dt) if not isinstance(probe, AbstractMap) else None
+    check_cells(build, grid, None if steps is None else np.linspace(0.0, float(t1), steps + 1))
     if chunk_size is None:
         chunk_size = min(num_members, auto_chunk_size(probe, devices))
     chunk_size = check_positive_int("chunk_size", chunk_size)
@@ -279,6 +362,8 @@ def sweep(
         for name, size in zip(names, extra):
             coords.setdefault(name, np.arange(1, size + 1))
     ds = xr.Dataset(data, coords=coords)
+    from ..io._results import dump_json
+
     ds["status"].attrs["meaning"] = ", ".join(f"{k} = {v}" for k, v in STATUS_NAMES.items())
     ds.attrs.update(
         {
@@ -288,7 +373,7 @@ def sweep(
             "backend": jax.default_backend(),
             "members_solved_this_run": int(len(todo)),
             "wall_time_s_this_run": round(elapsed, 3),
-            "parameters": json.dumps(names),
+            "parameters": dump_json(list(names), indent=None).strip(),
         }
     )
     if attrs:
