@@ -5,6 +5,7 @@ test_bad_fits_and_logs.py."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -219,7 +220,7 @@ def test_plot_output_locations(sweep_dir, tmp_path, capsys):
     for out, match in cases:
         assert main(["plot", result, "--out", str(out)]) == 2
         err = capsys.readouterr().err
-        assert __import__("re").search(match, err), err
+        assert re.search(match, err), err
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +299,7 @@ def test_output_locations_are_checked_before_compute(tmp_path, capsys, command):
         assert main([command, *cfg, "--out", str(out), "--quiet"] if command != "spring"
                     else [command, *cfg, "--out", str(out)]) == 2
         err = capsys.readouterr().err
-        assert f"lesde {command}: --out {out}" in err and __import__("re").search(match, err), err
+        assert f"lesde {command}: --out {out}" in err and re.search(match, err), err
 
 
 def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, capsys):
