@@ -126,6 +126,7 @@ def test_sweep_stopped_mid_run_resumes_to_the_uninterrupted_result(tmp_path, sig
     assert (out / "phase_diagram.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # the refusal itself is tested in-process in test_bad_inputs.py
 def test_two_sweeps_on_one_folder_do_not_race(tmp_path, uninterrupted_sweep):
     cfg = _config(tmp_path, SWEEP, "s.yaml")
     out = tmp_path / "out"

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array
 
 from .._checks import check_positive_int
 from ._fit import FitResult, fit
@@ -74,6 +75,14 @@ def _null_space(a: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, np.
     return identified, inverse, int(keep.sum())
 
 
+def _value_and_jacfwd(f: Callable, x: Array) -> tuple[Array, Array]:
+    """f(x) and its Jacobian by forward mode, in one pass (jax.jacfwd without a second
+    evaluation of f for the value)."""
+    basis = jnp.eye(x.shape[0], dtype=x.dtype)
+    value, columns = jax.vmap(lambda v: jax.jvp(f, (x,), (v,)), out_axes=(None, -1))(basis)
+    return value, columns
+
+
 def curvature(result: FitResult, loss: AbstractLoss, *, scale: bool = True) -> Curvature:
     r"""The covariance of the free parameters from the curvature of the loss at the fit,
     and which of them the data determine.
@@ -108,12 +117,12 @@ def curvature(result: FitResult, loss: AbstractLoss, *, scale: bool = True) -> C
     if isinstance(loss, AbstractLeastSquares):
         direct = diffrax.DirectAdjoint()  # forward mode through the solve
         res = lambda th: loss.residuals(to_params(th), adjoint=direct)  # noqa: E731
-        jac_raw = jax.jit(jax.jacfwd(res))(theta)
+        r_raw, jac_raw = jax.jit(_value_and_jacfwd, static_argnums=0)(res, theta)
         eps = float(jnp.finfo(jac_raw.dtype).eps)
         jac = np.asarray(jac_raw, dtype=np.float64)
         a = jac.T @ jac
         if scale:
-            r = np.asarray(res(theta), dtype=np.float64)
+            r = np.asarray(r_raw, dtype=np.float64)
             dof = loss.num_fit - q
             if dof <= 0:
                 raise ValueError(
