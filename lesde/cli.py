@@ -14,8 +14,7 @@ from .io import (
     check_output_dir, check_output_file, ConfigError, DEFAULT_CONFIG, INTERRUPTED, load_config,
     output_lock, OutputError, remove_stale, write_run,
 )
-from .io._config import positive_int
-from .io._results import COMPLETE_MARKER, dump_json, versions
+from .io._results import COMPLETE_MARKER, versions, write_json
 from .metrics import observables
 from .solve import fingerprint_of, Grid, simulate, status_counts, STATUS_NAMES
 
@@ -37,6 +36,17 @@ def run_simulation(config, progress: bool = False):
         progress=progress,
     )
     return model, traj
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an int >= 1 (argparse's error, exit status 2, otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {n}")
+    return n
 
 
 def _flagged_warning(command: str, status, what: str = "members") -> str | None:
@@ -428,7 +438,6 @@ def _log_name(p: float) -> str:
 
 
 def _train_into(args, config, out: Path) -> int:
-    from .io._results import _atomic_write
     from .io._train_config import TrajectoriesConfig
     from .plot import plot_logit_trajectories, plot_separation_grid, plot_validation
 
@@ -466,7 +475,7 @@ def _train_into(args, config, out: Path) -> int:
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
-    _atomic_write(marker, lambda p: p.write_text(dump_json(summary)))
+    write_json(marker, summary)
     print(f"{elapsed:.1f} s; results in {out}/ ({', '.join(written)}, summary.json)")
     return 0
 
@@ -680,14 +689,6 @@ def fit_dataset(setup, result, goodness: dict, estimates=None):
     return ds
 
 
-def _jsonable(x):
-    """Nested dicts/lists of numbers with NaN and inf as None, numpy scalars as Python
-    (`lesde.io._results.to_json`)."""
-    from .io._results import to_json
-
-    return to_json(x)
-
-
 def _fmt(v, width=11):
     return f"{'n/a':>{width}}" if v is None else f"{v:{width}.4g}"
 
@@ -797,10 +798,6 @@ def _fit_into(args, config, log, setup, out: Path, start: float) -> int:
         print("knots beyond the fit window's data times (their values extrapolate the "
               "neighbouring piece): " + ", ".join(f"{t:g}" for t in setup.knots_beyond_data))
     marker = out / COMPLETE_MARKER
-
-    def dump(obj):
-        return lambda p: p.write_text(dump_json(obj))
-
     try:
         estimates, closed = closed_form_estimates(setup.log, config)
         try:
@@ -826,7 +823,7 @@ def _fit_into(args, config, log, setup, out: Path, start: float) -> int:
             "config": config.model_dump(mode="json"),
             **versions(),
         }
-        _atomic_write(out / "report.json", dump(full))
+        write_json(out / "report.json", full)
         _atomic_write(out / "fit.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
         if not complete:
             print(
@@ -857,7 +854,7 @@ def _fit_into(args, config, log, setup, out: Path, start: float) -> int:
             "wall_time_s": round(elapsed, 3),
             "version_lesde": __version__,
         }
-        _atomic_write(marker, dump(summary))
+        write_json(marker, summary)
     except KeyboardInterrupt:
         marker.unlink(missing_ok=True)
         print(
@@ -937,7 +934,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("config", help="YAML sweep config (see configs/)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--chunk-size", type=positive_int, default=None, help="members per compiled call")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="members per compiled call")
     p.add_argument(
         "--distributed", action="store_true",
         help="several hosts: call jax.distributed.initialize() (run the same command on each)",

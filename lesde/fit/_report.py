@@ -221,7 +221,7 @@ def fit_report(
     normally, e.g. interrupted: its parameters are no minimum of the loss) leaves every
     stderr NaN and computes no curvature.
 
-    Non-finite numbers are NaN here; `lesde.io._results.dump_json` writes them as null.
+    Non-finite numbers are NaN here; `lesde._json.dump_json` writes them as null.
     """
     free, _ = eqx.partition(result.params, result.free)
     values = np.asarray(ravel_pytree(free)[0], dtype=np.float64)

@@ -28,7 +28,6 @@ In YAML files numbers in exponent notation without a dot or an exponent sign (`1
 quoted values stay strings.
 """
 
-import argparse
 import math
 import os
 import re
@@ -892,13 +891,3 @@ def parse_config(data: Any, source: str = "<dict>", schema: type[BaseModel] | No
     except ValidationError as e:
         raise ConfigError(_format(e, source, data)) from None
 
-
-def positive_int(text: str) -> int:
-    """An argparse type: an int >= 1 (argparse's error, exit status 2, otherwise)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {n}")
-    return n

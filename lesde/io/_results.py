@@ -1,13 +1,13 @@
 """Writing run results so that an interrupted write never looks complete."""
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from .._json import dump_json as dump_json, to_json as to_json
 
 COMPLETE_MARKER = "summary.json"
 
@@ -24,32 +24,10 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def to_json(obj: Any) -> Any:
-    """`obj` with every value JSON can hold as such: dicts (keys as str), lists and
-    tuples (as lists), numpy arrays (as nested lists) and numpy scalars (as Python
-    numbers and bools) are converted, and a non-finite float (NaN, +-inf) becomes None,
-    JSON's null. Anything else is returned unchanged (`json` then refuses it)."""
-    if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_json(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def dump_json(obj: Any, *, indent: int | None = 2) -> str:
-    """The text of a JSON file holding `obj` (`to_json`; ends with a newline).
-
-    Every JSON file lesde writes goes through here, so none holds the bare tokens NaN
-    or Infinity, which are not JSON: a non-finite number is written as null. A value
-    JSON cannot hold (a set, an object) raises a TypeError naming it.
-    """
-    return json.dumps(to_json(obj), indent=indent, allow_nan=False) + "\n"
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as a JSON file (`dump_json`: non-finite numbers as null), atomically
+    (`_atomic_write`)."""
+    _atomic_write(path, lambda p: p.write_text(dump_json(obj)))
 
 
 def write_run(
@@ -72,7 +50,7 @@ def write_run(
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
     _atomic_write(out / "trajectory.npz", save_npz)
-    _atomic_write(marker, lambda p: p.write_text(dump_json(summary)))
+    write_json(marker, summary)
     return out
 
 

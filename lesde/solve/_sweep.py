@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._checks import check_batch, check_positive_int, show
+from .._json import dump_json
 from ._health import STATUS_NAMES
 from ..models._base import AbstractMap
 from ._simulate import _grid, simulate
@@ -179,8 +180,6 @@ class _Store:
                 )
         elif self.writer:
             tmp = meta.with_name(".sweep.json.partial")
-            from ..io._results import dump_json
-
             tmp.write_text(dump_json(info, indent=None))
             os.replace(tmp, meta)
 
@@ -362,8 +361,6 @@ def sweep(
         for name, size in zip(names, extra):
             coords.setdefault(name, np.arange(1, size + 1))
     ds = xr.Dataset(data, coords=coords)
-    from ..io._results import dump_json
-
     ds["status"].attrs["meaning"] = ", ".join(f"{k} = {v}" for k, v in STATUS_NAMES.items())
     ds.attrs.update(
         {
