@@ -1,6 +1,9 @@
 """Input validation shared by every module.
 
-Every check raises a `ValueError` that names the offending field and shows its value.
+Every check raises a `ValueError` that names the offending field and shows its value;
+the checks a module shares with others (`require`, `check_increasing`, `check_labels`)
+take `error=`, the module's own subclass of `ValueError` (e.g. `FitDataError`,
+`LogError`), so one check serves every module and its errors keep their type.
 Checks of values (finiteness, ranges, order) need concrete values; while JAX traces a
 module (under `jit`/`vmap`/`grad`) the values are not known, and the checks are skipped,
 except inside `check_batch`, which runs a whole batch of settings (e.g. every cell of a
@@ -76,16 +79,24 @@ def _first_bad(bad: np.ndarray, value: np.ndarray) -> tuple[Any, str]:
     return np.broadcast_to(value, bad.shape)[idx], f" at index {idx}"
 
 
-def require(name: str, x: Any, bad: Callable[[Any], Any], requirement: str) -> None:
-    """The one value check behind the others: raise `ValueError('{name} must be
-    {requirement}, got {value}[ at index (...)]')` for the first entry of `x` where
-    `bad(x)` holds. A traced `x` is skipped, or recorded inside `check_batch`."""
+def require(
+    name: str,
+    x: Any,
+    bad: Callable[[Any], Any],
+    requirement: str,
+    *,
+    error: type[ValueError] = ValueError,
+) -> None:
+    """The one value check behind the others: raise `error('{name} must be
+    {requirement}, got {value}[ at index (...)]')` (a `ValueError` or a module's subclass
+    of it) for the first entry of `x` where `bad(x)` holds. A traced `x` is skipped, or
+    recorded inside `check_batch` (which raises a plain `ValueError`)."""
     if is_concrete(x):
         a = np.asarray(x)
         mask = np.asarray(bad(a))
         if mask.any():
             value, where = _first_bad(mask, a)
-            raise ValueError(f"{name} must be {requirement}, got {str(value)}{where}")
+            raise error(f"{name} must be {requirement}, got {str(value)}{where}")
         return
     records = _RECORDS.get()
     if records is not None:
@@ -110,15 +121,43 @@ def check_positive(name: str, x: Any) -> None:
     require(name, x, lambda a: ~(a > 0), "> 0")
 
 
-def check_increasing(name: str, x: Any) -> None:
-    """Raise unless a 1-D array is strictly increasing (naming the first entry that is
-    not above the one before it)."""
+def check_increasing(
+    name: str,
+    x: Any,
+    *,
+    nonnegative: bool = False,
+    entry: str | None = None,
+    error: type[ValueError] = ValueError,
+) -> None:
+    """Raise unless a 1-D array (times, knots, coordinates) is finite and strictly
+    increasing, and with `nonnegative` also >= 0.
 
-    def bad(a):
-        xp = jnp if isinstance(a, jax.Array) else np
-        return xp.concatenate([xp.zeros(1, bool), ~(xp.diff(a) > 0)])
+    On concrete input the error is `error` (a `ValueError` or a module's subclass of it)
+    and names the first pair out of order, its entries called `entry` (default `name`):
 
-    require(name, x, bad, "strictly increasing")
+        ts must be strictly increasing, got ts[2] = 2.0 followed by ts[3] = 2.0
+
+    A traced `x` goes through `require`: skipped, or recorded inside `check_batch`, whose
+    error names the first entry that is not above the one before it."""
+    require(name, x, lambda a: ~_isfinite(a), "finite", error=error)
+    if is_concrete(x):
+        a = np.asarray(x)
+        out_of_order = np.diff(a) <= 0
+        if out_of_order.any():
+            i, e = int(np.argmax(out_of_order)), name if entry is None else entry
+            raise error(
+                f"{name} must be strictly increasing, got {e}[{i}] = {str(a[i])} followed by "
+                f"{e}[{i + 1}] = {str(a[i + 1])}"
+            )
+    else:
+
+        def bad(a):
+            xp = jnp if isinstance(a, jax.Array) else np
+            return xp.concatenate([xp.zeros(1, bool), ~(xp.diff(a) > 0)])
+
+        require(name, x, bad, "strictly increasing")
+    if nonnegative:
+        require(name, x, lambda a: a < 0, ">= 0", error=error)
 
 
 def _isfinite(a):
@@ -205,13 +244,63 @@ def check_positive_int(name: str, x: Any) -> int:
     return int(x)
 
 
-def check_label_range(name: str, labels: np.ndarray, num_classes: int) -> None:
-    """Raise unless every entry of the concrete integer array lies in 0..num_classes-1,
-    naming the first one that does not."""
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"{name} must lie in 0..{num_classes - 1} (num_classes = {num_classes}), "
-            f"got {name}[{i}] = {int(labels[i])}"
+def check_labels(
+    name: str,
+    labels: Any,
+    num_samples: int | None = None,
+    num_classes: int | None = None,
+    *,
+    match: str = "features",
+    error: type[ValueError] = ValueError,
+) -> Any:
+    """Check class labels and return them: integers (integer-valued floats are accepted
+    and converted), 1-D, one per sample (`num_samples`, the leading length of `match`)
+    and in 0..num_classes-1 (>= 0 when `num_classes` is None). Raises `error` (a
+    `ValueError` or a module's subclass of it) naming the first bad label, e.g.
+
+        labels must lie in 0..2 (num_classes = 3), got labels[5] = 3
+
+    Concrete labels come back as an int64 NumPy array. Traced labels have their dtype
+    and shape checked and come back as they are; their range goes through `require`
+    (skipped, or recorded inside `check_batch`)."""
+    if isinstance(labels, jax.core.Tracer):
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise error(f"{name} must be integers, got dtype {labels.dtype}")
+        a = labels
+    else:
+        try:
+            a = np.asarray(labels)
+        except Exception as e:
+            raise error(f"{name} must be an array of integer labels, got {show(labels)}") from e
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+            if not np.issubdtype(a.dtype, np.floating):
+                raise error(f"{name} must be integers, got dtype {a.dtype}: {show(a)}")
+            not_whole = ~(np.isfinite(a) & (a == np.round(a)))
+            if not_whole.any():
+                i = tuple(int(v) for v in np.argwhere(not_whole)[0])
+                where = ", ".join(map(str, i))
+                raise error(
+                    f"{name} must be integers, got {name}[{where}] = {a[i]} (dtype {a.dtype})"
+                )
+        a = a.astype(np.int64)
+    shape = tuple(np.shape(a))
+    if num_samples is None and len(shape) != 1:
+        raise error(f"{name} must be 1-D (one label per sample), got shape {shape}")
+    if num_samples is not None and shape != (num_samples,):
+        raise error(
+            f"{name} must have shape (N,) = ({num_samples},) to match {match}, got shape {shape}"
         )
+    if num_classes is None:
+        bad, requirement = (lambda v: v < 0), ">= 0 (classes are numbered 0..K-1)"
+    else:
+        k = num_classes
+        bad, requirement = (lambda v: (v < 0) | (v >= k)), f"in 0..{k - 1} (num_classes = {k})"
+    if isinstance(a, jax.core.Tracer):
+        require(name, a, bad, requirement)
+        return a
+    out = bad(a)
+    if out.any():
+        i = int(np.argmax(out))
+        verb = "be" if num_classes is None else "lie"
+        raise error(f"{name} must {verb} {requirement}, got {name}[{i}] = {int(a[i])}")
+    return a

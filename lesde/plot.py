@@ -7,27 +7,47 @@ import numpy as np
 import yaml
 
 
+def _params_on(ds, dim: str) -> list[str]:
+    """The paths of the parameters swept along a grid dimension, its own first (a
+    result of an older lesde names a zipped dimension 'a+b' after its parameters)."""
+    if "+" in dim or "path" not in ds[dim].attrs:
+        return dim.split("+")
+    others = [c for c in ds.coords if c != dim and ds[c].dims == (dim,) and "path" in ds[c].attrs]
+    return [ds[dim].attrs["path"]] + [ds[c].attrs["path"] for c in others]
+
+
+def _by_path(ds, path: str):
+    """The coordinate of the parameter at `path`."""
+    for name in ds.coords:
+        if ds[name].attrs.get("path") == path:
+            return ds[name]
+    return ds[path]
+
+
 def theory_lines(ds) -> dict[str, float]:
-    """Where the spec puts a transition, per swept parameter: alpha = beta when one of
-    them is swept and the other is a constant; r = 1 for a power-law exponent."""
+    """Where the spec puts a transition, per swept dimension: alpha = beta when one of
+    them is swept and the other is a constant, or where they cross when both are swept
+    together; r = 1 for a power-law exponent."""
     config = yaml.safe_load(ds.attrs.get("config", "{}")) or {}
     impact = (config.get("model") or {}).get("impact") or {}
-    lines = {}
+    per_param = {"impact.alpha.r": 1.0, "impact.beta.r": 1.0}
     for swept, other in (("alpha", "beta"), ("beta", "alpha")):
         value = impact.get(other)
         if isinstance(value, dict) and isinstance(value.get("constant"), (int, float)):
             value = value["constant"]
         if isinstance(value, (int, float)):
-            lines[f"impact.{swept}"] = float(value)
-    for name in ("impact.alpha.r", "impact.beta.r"):
-        lines[name] = 1.0
-    zipped = "impact.alpha+impact.beta"
-    if zipped in ds.dims:  # alpha and beta swept together: the line is where they cross
-        a, b = np.asarray(ds["impact.alpha"]), np.asarray(ds["impact.beta"])
-        gap = a - b
-        order = np.argsort(gap)
-        if gap.min() <= 0 <= gap.max():
-            lines[zipped] = float(np.interp(0.0, gap[order], a[order]))
+            per_param[f"impact.{swept}"] = float(value)
+    lines = {}
+    for dim in _grid_dims(ds):
+        params = _params_on(ds, dim)
+        if {"impact.alpha", "impact.beta"} <= set(params):  # where alpha and beta cross
+            a = np.asarray(_by_path(ds, "impact.alpha"))
+            gap = a - np.asarray(_by_path(ds, "impact.beta"))
+            order = np.argsort(gap)
+            if gap.min() <= 0 <= gap.max():
+                lines[dim] = float(np.interp(0.0, gap[order], a[order]))
+        elif params[0] in per_param:
+            lines[dim] = per_param[params[0]]
     return lines
 
 
@@ -55,13 +75,23 @@ def _save(fig, path) -> None:
 
 
 def _coord(ds, dim):
-    """A dimension's values; a zipped dimension ('a+b') shows its first parameter's."""
-    return np.asarray(ds[dim.split("+")[0]].values)
+    """A dimension's values: those of its first parameter."""
+    return np.asarray(_by_path(ds, _params_on(ds, dim)[0]).values)
 
 
-def _label(dim):
-    first, *rest = dim.split("+")
-    return first if not rest else f"{first} (zipped with {', '.join(rest)})"
+def _setting(ds, dim, i) -> str:
+    """'path = value' of entry i of a grid dimension (or of the save time)."""
+    if dim == "time":
+        return f"t = {float(ds['time'][i]):.3g}"
+    return f"{_params_on(ds, dim)[0]} = {_coord(ds, dim)[i]:.3g}"
+
+
+def _label(ds, dim):
+    """A dimension's axis label: the path of its parameter (and those zipped with it)."""
+    first, *rest = _params_on(ds, dim)
+    base = first.split("[")[0]  # entries of the same array: their indices only
+    rest = [r[len(base):] if r.startswith(base + "[") else r for r in rest]
+    return first if not rest else f"{first}\n(zipped with {', '.join(rest)})"
 
 
 def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | None = None):
@@ -92,10 +122,11 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
     def coord(dim):
         return _coord(ds, dim)
 
-    label = _label
+    def label(dim):
+        return _label(ds, dim)
 
     def line_at(dim):
-        return lines.get(dim, lines.get(dim.split("+")[0]))
+        return lines.get(dim)
 
     def norm(z):
         z = z[np.isfinite(z)]
@@ -142,9 +173,7 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
                     ax.axvline(line_at(x), color="w", ls="--", lw=1.2)
                 if line_at(y) is not None:
                     ax.axhline(line_at(y), color="w", ls="--", lw=1.2)
-                title = name + "".join(
-                    f"\n{d} = {np.asarray(ds[d.split('+')[0]])[i]:.3g}" for d, i in sel.items()
-                )
+                title = name + "".join(f"\n{_setting(ds, d, i)}" for d, i in sel.items())
                 ax.set_title(title, fontsize=9)
                 ax.set_xlabel(label(x))
                 ax.set_ylabel(label(y))
@@ -199,12 +228,9 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
         codes = np.asarray(stats.shape_code)
         colours = [[SHAPE_COLOURS[int(c)] for c in row] for row in codes]
         _curve_grid(sub, curve, colours, xs, ys)
-        title = ", ".join(
-            f"{d} = {(_coord(ds, d) if d != 'time' else np.asarray(ds['time']))[k]:.3g}"
-            for d, k in sel.items()
-        )
-        sub.supxlabel(_label(x), fontsize=9)
-        sub.supylabel(_label(y), fontsize=9)
+        title = ", ".join(_setting(ds, d, k) for d, k in sel.items())
+        sub.supxlabel(_label(ds, x), fontsize=9)
+        sub.supylabel(_label(ds, y), fontsize=9)
         sub.suptitle(
             (title + "\n" if title else "")
             + "load curves (red concave, green linear, blue convex)",
@@ -291,9 +317,9 @@ def plot_logit_trajectories(logs: dict, path: str | Path | None = None, *, windo
 
     In each panel, for each class k (one colour), the solid line is the class-mean own
     logit Xbar_k(t)[k] and the dashed line the mean of its other logits
-    mean_{j != k} Xbar_k(t)[j] (`lesde.io.class_mean_logits`, pooled over `window` steps).
+    mean_{j != k} Xbar_k(t)[j] (`lesde.fit.class_mean_logits`, pooled over `window` steps).
     """
-    from .io import class_mean_logits
+    from .fit import class_mean_logits
 
     plt = _pyplot()
     n = len(logs)

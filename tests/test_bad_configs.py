@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import lesde.io._config as config_module
+import lesde.runs._config as config_module
 from lesde.cli import main
-from lesde.io import ConfigError, load_config, SpringRunConfig, SweepConfig
-from lesde.io._fit_config import load_fit_config
-from lesde.io._train_config import load_train_config
+from lesde.runs import ConfigError, load_config, load_fit_config, load_train_config, SpringRunConfig, SweepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 MACHINE = 24 * 10**9  # the memory the checks see in these tests: "24 GB"

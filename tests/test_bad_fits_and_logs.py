@@ -13,8 +13,8 @@ import xarray as xr
 
 from lesde import fit as F
 from lesde.cli import main
-from lesde.io import FitConfig, LogError, make_log, read_csv, read_log, write_csv, write_log
-from lesde.io._fit_config import build_fit
+from lesde.io import LogError, make_log, read_csv, read_log, write_csv, write_log
+from lesde.runs import build_fit, FitConfig
 from lesde.io._results import dump_json
 
 K, TRIALS, STEPS, WINDOW = 3, 3, 400, 4

@@ -226,7 +226,7 @@ def test_plot_output_locations(sweep_dir, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def interrupted_store(tmp_path_factory):
     """A sweep interrupted after its first chunk: its config and output folder."""
-    cfg = lesde.io.parse_config(SWEEP_CONFIG, schema=lesde.io.SweepConfig)
+    cfg = lesde.runs.parse_config(SWEEP_CONFIG, schema=lesde.runs.SweepConfig)
     out = tmp_path_factory.mktemp("store") / "out"
     calls = {"n": 0}
     original = lesde.solve._sweep._Store.save
@@ -240,7 +240,7 @@ def interrupted_store(tmp_path_factory):
     lesde.solve._sweep._Store.save = save_then_stop
     try:
         with pytest.raises(KeyboardInterrupt):
-            lesde.io.run_sweep(cfg, out, progress=False)
+            lesde.runs.run_sweep(cfg, out, progress=False)
     finally:
         lesde.solve._sweep._Store.save = original
     return cfg, out
@@ -262,11 +262,11 @@ def test_a_damaged_chunk_store_is_named_with_how_to_recover(tmp_path, interrupte
     assert len(files) == 1
     damage(files[0])
     with pytest.raises(ValueError, match=match) as e:
-        lesde.io.run_sweep(cfg, out, progress=False)
+        lesde.runs.run_sweep(cfg, out, progress=False)
     assert "remove" in str(e.value)
     if recover:  # what the message says: remove the file, and its members are solved again
         files[0].unlink()
-        ds = lesde.io.run_sweep(cfg, out, progress=False)
+        ds = lesde.runs.run_sweep(cfg, out, progress=False)
         assert (ds["status"] == 0).all() and ds.attrs["members_solved_this_run"] == 6
 
 

@@ -9,7 +9,7 @@ import yaml
 
 import lesde
 from lesde.cli import main
-from lesde.io import ConfigError, load_config, parse_config, SpringRunConfig, SweepConfig
+from lesde.runs import ConfigError, load_config, parse_config, SpringRunConfig, SweepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

@@ -14,7 +14,8 @@ import yaml
 
 import lesde
 from lesde.cli import main
-from lesde.io import ConfigError, FitConfig, load_fit_config, make_log, write_csv, write_log
+from lesde.io import make_log, write_csv, write_log
+from lesde.runs import ConfigError, FitConfig, load_fit_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -222,7 +223,7 @@ def _strict_json(text):
 def test_no_heldout_window_reports_its_goodness_as_null(logs):
     """data.fit_until = 1 fits every window: the held-out goodness is not available
     (null in JSON, 0 points), not a number computed from nothing."""
-    from lesde.io._fit_config import build_fit
+    from lesde.runs import build_fit
     from lesde.io._results import dump_json
 
     setup = build_fit(FitConfig.model_validate(_merge(PLANTED, {"data": {"fit_until": 1.0}})),

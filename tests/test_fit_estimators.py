@@ -23,7 +23,8 @@ from lesde.fit._estimators import (
     savgol_rates,
     tail_index,
 )
-from lesde.io import class_mean_logits, make_log
+from lesde.fit import class_mean_logits
+from lesde.io import make_log
 
 KS = [2, 3, 5, 10]
 TS = np.linspace(0.25, 2.0, 15)  # starts after 0: the estimates are A(t) - A(t_0)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from lesde.fit import class_mean_logits
 from lesde.io import (
     check_log,
-    class_mean_logits,
     LogError,
     make_log,
     read_csv,

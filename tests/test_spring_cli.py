@@ -9,7 +9,7 @@ import yaml
 
 import lesde
 from lesde.cli import main
-from lesde.io import ConfigError, parse_config, run_sweep, SpringRunConfig, SweepConfig
+from lesde.runs import ConfigError, parse_config, run_sweep, SpringRunConfig, SweepConfig
 
 SWEEP = {
     "model": {"kind": "spring_map", "num_blocks": 4, "eta": 0.05, "mu_ratio": 1.0},
@@ -74,7 +74,7 @@ def test_lesde_spring_writes_a_complete_run(tmp_path, capsys, path):
     from pathlib import Path
 
     root = Path(__file__).parent.parent
-    data = yaml.safe_load((root / (path or "lesde/io/default_spring.yaml")).read_text())
+    data = yaml.safe_load((root / (path or "lesde/runs/default_spring.yaml")).read_text())
     steps = round(data["solve"]["t1"] / data["solve"]["dt"])
     data["solve"].update(seeds=2, num_saves=11, t1=data["solve"]["dt"] * (steps // 10))
     cfg = tmp_path / "c.yaml"
@@ -93,7 +93,7 @@ def test_lesde_spring_writes_a_complete_run(tmp_path, capsys, path):
 
 def test_lesde_spring_default_config_is_the_authors_map():
     config = parse_config(
-        yaml.safe_load(open(lesde.io._config.DEFAULT_SPRING_CONFIG)), schema=SpringRunConfig
+        yaml.safe_load(open(lesde.runs.DEFAULT_SPRING_CONFIG)), schema=SpringRunConfig
     )
     model = config.model.build()
     assert isinstance(model, lesde.SpringBlockMap)

@@ -15,7 +15,7 @@ import yaml
 
 import lesde
 from lesde._checks import recording_checks
-from lesde.io import ConfigError, parse_config, run_sweep, SweepConfig
+from lesde.runs import ConfigError, parse_config, run_sweep, SweepConfig
 from lesde.metrics import metrics_fn
 from lesde.plot import plot_phase_diagram, theory_lines
 from lesde.solve import _sweep
@@ -245,7 +245,8 @@ def test_phase_transition_at_alpha_equals_beta(tmp_path):
     assert (tmp_path / "out" / "sweep.nc").exists()
     assert not (tmp_path / "out" / "chunks").exists()
     err = ds["ncm_error"].sel(time=300.0).mean("seed").values
-    gap = ds["impact.alpha"].values - ds["impact.beta"].values
+    gap = ds["impact_alpha"].values - ds["impact_beta"].values
+    assert ds["impact_beta"].attrs["path"] == "impact.beta"  # the name's path
     # float32 cannot hold the largest gap to t = 300 (the class means grow as exp(15)
     # against a within-class spread of ~1): those members are flagged, their metrics NaN
     status = ds["status"].values
@@ -260,7 +261,7 @@ def test_phase_transition_at_alpha_equals_beta(tmp_path):
     # the transition is sharper at the longer horizon
     early = ds["ncm_error"].sel(time=100.0).mean("seed").values
     assert early[(gap > 0) & ~flagged].max() >= err[(gap > 0) & ~flagged].max()
-    assert theory_lines(ds)["impact.alpha+impact.beta"] == pytest.approx(0.0, abs=1e-12)
+    assert theory_lines(ds)["impact_alpha"] == pytest.approx(0.0, abs=1e-12)
     png = tmp_path / "pd.png"
     plot_phase_diagram(ds, path=png)
     assert png.stat().st_size > 10_000

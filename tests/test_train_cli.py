@@ -10,8 +10,7 @@ import yaml
 
 from lesde.cli import main
 from lesde.io import read_log
-from lesde.io._config import ConfigError
-from lesde.io._train_config import load_train_config
+from lesde.runs import ConfigError, load_train_config
 from lesde.nets import corrupt_labels, geomnist
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -15,8 +15,9 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float, Int
 
-from .._checks import check_positive_int, show
-from ..io._logs import check_log, class_mean_logits, window_rows
+from .._checks import check_increasing, check_labels, check_positive_int, show
+from ..io import check_log
+from ._logits import class_mean_logits, window_rows
 
 
 class FitDataError(ValueError):
@@ -82,19 +83,12 @@ def check_varies(name: str, ts: np.ndarray, values: np.ndarray, valid: np.ndarra
 
 
 def _times(name: str, ts: Any, length: int) -> np.ndarray:
+    """`ts` as float64 times, one per time point (`length`), finite, strictly increasing
+    and >= 0 (time since the start of training)."""
     ts = np.asarray(ts, dtype=np.float64)
     if ts.ndim != 1 or ts.shape[0] != length:
         raise FitDataError(f"{name} must be a 1-D array of {length} times, got shape {ts.shape}")
-    if not np.isfinite(ts).all():
-        i = int(np.argmax(~np.isfinite(ts)))
-        raise FitDataError(f"{name} must be finite, got {ts[i]} at index {i}")
-    if length > 1 and (np.diff(ts) <= 0).any():
-        i = int(np.argmax(np.diff(ts) <= 0))
-        raise FitDataError(
-            f"{name} must be strictly increasing, got {ts[i]} then {ts[i + 1]} at index {i}"
-        )
-    if ts[0] < 0:
-        raise FitDataError(f"{name} must be >= 0 (time since the start of training), got {ts[0]}")
+    check_increasing(name, ts, nonnegative=True, error=FitDataError)
     return ts
 
 
@@ -178,7 +172,7 @@ class ClassMeans(eqx.Module):
 
     @classmethod
     def from_log(cls, log: xr.Dataset, *, window: int = 1, trials: Any = None) -> "ClassMeans":
-        """The class-mean logits of a trajectory log (`lesde.io.class_mean_logits`),
+        """The class-mean logits of a trajectory log (`lesde.fit.class_mean_logits`),
         pooled in windows of `window` steps, weighted by the rows averaged; `trials`
         selects trial positions (repeats allowed, for a bootstrap)."""
         log = _trial_subset(check_log(log), trials)
@@ -289,12 +283,9 @@ class Snapshots(eqx.Module):
         ts = _times("ts", ts, T)
         if T < 2:
             raise FitDataError(f"snapshots need at least 2 times for a transition, got {T}")
-        y = np.asarray(labels)
-        if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
-            raise FitDataError(f"labels must be {N} integers (one per sample), got {show(labels)}")
-        K = int(y.max()) + 1 if num_classes is None else check_positive_int("num_classes", num_classes)
-        if y.min() < 0 or y.max() >= K:
-            raise FitDataError(f"labels must lie in 0..{K - 1}, got {show(y)}")
+        K = None if num_classes is None else check_positive_int("num_classes", num_classes)
+        y = check_labels("labels", labels, N, K, error=FitDataError)
+        K = int(y.max()) + 1 if K is None else K
         missing = np.setdiff1d(np.arange(K), y)
         if missing.size:
             raise FitDataError(f"every class needs a sample; class(es) {missing.tolist()} have none")

@@ -2,7 +2,7 @@
 
 The data are K class-mean trajectories Xbar(t), shape (T, K, p): Xbar[t, k, j] is
 coordinate j of the mean of class k at sample time t (from a training log,
-`lesde.io.class_mean_logits`, p = K logits). For a locally elastic impact
+`lesde.fit.class_mean_logits`, p = K logits). For a locally elastic impact
 E(t) = (alpha - beta) I + beta 1 1^T, write A(t) = int alpha and B(t) = int beta. The
 LE-ODE of the identity and projected gradient models is solved in closed form by
 `lesde.closed_form`; inverting that solution gives A and B from the data. Only
@@ -34,7 +34,7 @@ import scipy.optimize
 import scipy.signal
 import xarray as xr
 
-from .._checks import check_finite, check_positive_int, show
+from .._checks import check_finite, check_increasing, check_positive_int, show
 from ..models._schedule import PowerLaw
 
 _DIMS = ("step", "class", "logit")
@@ -63,19 +63,12 @@ def _as_float64(name: str, x: Any) -> np.ndarray:
 
 
 def _check_times(name: str, ts: np.ndarray, length: int, what: str) -> None:
-    """`ts` is 1-D of `length`, finite and strictly increasing."""
+    """`ts` is 1-D of `length` (one time per `what`), finite and strictly increasing."""
     if ts.shape != (length,):
         raise ValueError(
             f"{name} must have shape ({length},) (one time per {what}), got shape {ts.shape}"
         )
-    check_finite(name, ts)
-    dec = np.diff(ts) <= 0
-    if dec.any():
-        i = int(np.argmax(dec))
-        raise ValueError(
-            f"{name} must be strictly increasing, got {name}[{i}] = {float(ts[i])!r} followed by "
-            f"{name}[{i + 1}] = {float(ts[i + 1])!r}"
-        )
+    check_increasing(name, ts)
 
 
 def _trajectories(xbar: Any, ts: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +77,7 @@ def _trajectories(xbar: Any, ts: Any) -> tuple[np.ndarray, np.ndarray]:
         if set(xbar.dims) != set(_DIMS) or xbar.ndim != 3:
             raise ValueError(
                 f"xbar as a DataArray must have dims {_DIMS} (as returned by "
-                f"lesde.io.class_mean_logits), got dims {xbar.dims}"
+                f"lesde.fit.class_mean_logits), got dims {xbar.dims}"
             )
         xbar = xbar.transpose(*_DIMS)
         if ts is None:
@@ -184,7 +177,7 @@ def identity_inversion(xbar: Any, ts: Any = None) -> xr.Dataset:
     **Arguments:**
     - `xbar`: the class means, a (T, K, p) array (numpy or JAX; float64 is used), or an
       `xr.DataArray` with dims (`step`, `class`, `logit`) as returned by
-      `lesde.io.class_mean_logits`. T >= 2, K >= 2, all finite (NaN, as
+      `lesde.fit.class_mean_logits`. T >= 2, K >= 2, all finite (NaN, as
       `class_mean_logits` gives for a step without rows of a class, is an error naming
       the step); mu_j(t) and Xbar_kj(t) - mu_j(t) must be nonzero.
     - `ts`: the sample times, shape (T,), strictly increasing; required for an array,
@@ -226,7 +219,7 @@ def projected_inversion(xbar: Any, ts: Any = None) -> xr.Dataset:
     **Arguments:**
     - `xbar`: the class means, a (T, K, K) array (p = K is required) or an
       `xr.DataArray` with dims (`step`, `class`, `logit`) as returned by
-      `lesde.io.class_mean_logits`; T >= 2, K >= 2, all finite; ybar(t) and
+      `lesde.fit.class_mean_logits`; T >= 2, K >= 2, all finite; ybar(t) and
       y_k(t) - ybar(t) must be nonzero.
     - `ts`: the sample times, shape (T,), strictly increasing; required for an array,
       default the `step` coordinate of a DataArray.

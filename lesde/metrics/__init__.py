@@ -64,6 +64,7 @@ from ._registry import (
     METRIC_DIMS as METRIC_DIMS,
     METRICS as METRICS,
     metrics_fn as metrics_fn,
+    register_metric as register_metric,
     observables as observables,
     SPRING_METRICS as SPRING_METRICS,
 )

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from .._checks import as_float_array, check_finite, check_positive_int
+from .._checks import as_float_array, check_finite, check_labels, check_positive_int
 from ._basic import margins
-from ._scatter import _check_features, _check_labels
+from ._scatter import _check_features
 
 
 def _check_head(head: Any, num_classes: int, dim: int) -> jax.Array:
@@ -63,5 +63,6 @@ def min_margin(logits: Float[Array, "N K"], labels: Int[Array, " N"]) -> Float[A
     Jit- and vmap-able; through a head: `min_margin(head_logits(H, W, b), labels)`."""
     z = _check_features(logits, "logits")
     k = check_positive_int("num_classes (logits.shape[1])", int(z.shape[1]))
-    y = _check_labels(labels, int(z.shape[0]), k)
+    y = jnp.asarray(check_labels("labels", labels, int(z.shape[0]), k, match="logits"),
+                    dtype=jnp.int32)
     return jnp.min(margins(z, y))

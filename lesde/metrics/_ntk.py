@@ -28,7 +28,7 @@ from jaxtyping import Array, Float, Int, PyTree
 from .._checks import (
     as_float_array,
     check_finite,
-    check_label_range,
+    check_labels,
     check_positive_int,
     is_concrete,
     show,
@@ -105,42 +105,21 @@ def _check_num_classes(num_classes: Any) -> int:
 
 
 def _check_class_labels(y: Any, num_samples: int, num_classes: int) -> jax.Array:
-    """Integer labels y of shape (n,) in 0..K-1 with at least two samples per class
-    (checked on concrete input)."""
+    """Integer labels y of shape (n,) in 0..K-1 (`lesde._checks.check_labels`) with at
+    least two samples per class (checked on concrete input)."""
+    y = check_labels("y", y, num_samples, num_classes, match="x")
     if isinstance(y, jax.core.Tracer):
-        if not jnp.issubdtype(y.dtype, jnp.integer):
-            raise ValueError(f"y must be integer labels, got dtype {y.dtype}")
-    else:
-        a = np.asarray(y)
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-            if not np.issubdtype(a.dtype, np.floating):
-                raise ValueError(f"y must be integer labels, got dtype {a.dtype}: {show(a)}")
-            bad = ~(np.isfinite(a) & (a == np.round(a)))
-            if bad.any():
-                i = tuple(int(v) for v in np.argwhere(bad)[0])
-                raise ValueError(f"y must be integer labels, got y{list(i)} = {a[i]}")
-            a = a.astype(np.int64)
-        if a.shape != (num_samples,):
-            raise ValueError(
-                f"y must have shape (n,) = ({num_samples},) to match x, got shape {a.shape}"
-            )
-        check_label_range("y", a, num_classes)
-        counts = np.bincount(a, minlength=num_classes)
-        few = np.flatnonzero(counts < 2)
-        if few.size:
-            k = int(few[0])
-            raise ValueError(
-                f"y must hold at least 2 samples of every class (the intra-class impact "
-                f"averages over pairs of distinct samples), got {int(counts[k])} of class "
-                f"{k} (class counts {counts.tolist()})"
-            )
-        y = jnp.asarray(a, dtype=jnp.int32)
-    if tuple(y.shape) != (num_samples,):
+        return y
+    counts = np.bincount(y, minlength=num_classes)
+    few = np.flatnonzero(counts < 2)
+    if few.size:
+        k = int(few[0])
         raise ValueError(
-            f"y must have shape (n,) = ({num_samples},) to match x, got shape "
-            f"{tuple(y.shape)}"
+            f"y must hold at least 2 samples of every class (the intra-class impact "
+            f"averages over pairs of distinct samples), got {int(counts[k])} of class "
+            f"{k} (class counts {counts.tolist()})"
         )
-    return y
+    return jnp.asarray(y, dtype=jnp.int32)
 
 
 # ------------------------------------------------------------------- chunked kernel
@@ -519,7 +498,7 @@ def relative_similarity(
                     f"y must be one integer label for the default cross-entropy loss, got "
                     f"{show(y)}"
                 )
-            check_label_range("y", a.reshape(1), num_logits)
+            check_labels("y", a.reshape(1), num_classes=num_logits)
         y = jnp.asarray(y, dtype=jnp.int32)
     elif not callable(loss):
         raise ValueError(f"loss must be a callable loss(logits, y) -> scalar, got {loss!r}")

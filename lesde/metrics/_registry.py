@@ -88,6 +88,44 @@ METRIC_DIMS: dict[str, tuple[str, ...]] = {"gains": ("block",), "elongations": (
 """Names of the trailing dimensions of the metrics that are vectors."""
 
 
+_FAMILIES = {"le_sde": METRICS, "spring": SPRING_METRICS}
+
+
+def register_metric(
+    name: str, fn: Callable, *, family: str = "le_sde", dims: tuple[str, ...] = ()
+) -> Callable:
+    """Register fn(t, X, model) -> value under `name`, so that sweeps (`sweep.metrics`
+    of a config, `metrics_fn`), `lesde sweep`'s tables and phase diagrams and
+    `lesde plot` use it by name. `family`: 'le_sde' (`METRICS`: X is an LE-SDE state,
+    (N, p)) or 'spring' (`SPRING_METRICS`: spring-block states). The value is a scalar,
+    or a small vector whose trailing dimensions `dims` names (`METRIC_DIMS`). fn runs
+    inside the solve under `jit`/`vmap`: jax.numpy only. Returns fn.
+
+    Example (the mean distance of the class means from the origin):
+
+        import jax.numpy as jnp
+        from lesde.metrics import register_metric
+
+        def class_mean_norm(t, x, model):
+            return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
+
+        register_metric("class_mean_norm", class_mean_norm)
+    """
+    if family not in _FAMILIES:
+        raise ValueError(f"family must be one of {sorted(_FAMILIES)}, got {family!r}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a metric name must be an identifier, got {name!r}")
+    if not callable(fn):
+        raise ValueError(f"metric {name!r} must be a callable fn(t, X, model), got {fn!r}")
+    registry = _FAMILIES[family]
+    if name in registry and registry[name] is not fn:
+        raise ValueError(f"a {family} metric named {name!r} is registered already")
+    registry[name] = fn
+    if dims:
+        METRIC_DIMS[name] = tuple(dims)
+    return fn
+
+
 def metrics_fn(names: list[str], registry: dict[str, Callable] | None = None) -> Callable:
     """fn(t, X, model) -> {name: value} for `simulate(fn=...)` and `sweep(fn=...)`, from
     `registry` (default `METRICS`; `SPRING_METRICS` for spring-block models)."""

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._checks import as_float_array, check_label_range, check_positive_int, is_concrete, show
+from .._checks import as_float_array, check_labels, check_positive_int, is_concrete
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -62,35 +62,6 @@ def _check_features(features: Any, name: str = "features") -> jax.Array:
     return h
 
 
-def _check_labels(labels: Any, num_samples: int, num_classes: int) -> jax.Array:
-    """Integer labels of shape (N,) in 0..K-1 (the range is checked on concrete input)."""
-    if isinstance(labels, jax.core.Tracer):
-        if not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-        y = labels
-    else:
-        a = np.asarray(labels)
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-            if (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a))
-                    and np.all(a == np.round(a))):
-                a = a.astype(np.int64)
-            else:
-                raise ValueError(f"labels must be integers, got dtype {a.dtype}: {show(a)}")
-        if a.shape != (num_samples,):
-            raise ValueError(
-                f"labels must have shape (N,) = ({num_samples},) to match features, got "
-                f"shape {a.shape}"
-            )
-        check_label_range("labels", a, num_classes)
-        y = jnp.asarray(a, dtype=jnp.int32)
-    if tuple(y.shape) != (num_samples,):
-        raise ValueError(
-            f"labels must have shape (N,) = ({num_samples},) to match features, got shape "
-            f"{tuple(y.shape)}"
-        )
-    return y
-
-
 def _check_nonempty(labels: jax.Array, num_classes: int) -> None:
     """On concrete labels, raise if a class has no sample (needed by the metrics that
     average over classes)."""
@@ -113,7 +84,7 @@ def _check_inputs(
     """Validate (features, labels, num_classes) and return them as (H, y, K)."""
     k = check_positive_int("num_classes", num_classes)
     h = _check_features(features)
-    y = _check_labels(labels, int(h.shape[0]), k)
+    y = jnp.asarray(check_labels("labels", labels, int(h.shape[0]), k), dtype=jnp.int32)
     if not allow_empty:
         _check_nonempty(y, k)
     return h, y, k

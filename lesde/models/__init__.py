@@ -15,11 +15,19 @@ from ._gradient import (
     Identity as Identity,
     LinearCE as LinearCE,
     Projected as Projected,
+    register_gradient as register_gradient,
     simplex_directions as simplex_directions,
 )
 from ._impact import AbstractImpact as AbstractImpact, General as General, LocallyElastic as LocallyElastic
 from ._le_sde import LEODE as LEODE, LESDE as LESDE
 from ._noise import Noise as Noise, NoiseTerm as NoiseTerm
+from ._paths import (
+    check_tree as check_tree,
+    get_at as get_at,
+    leaf_paths as leaf_paths,
+    parse_path as parse_path,
+    set_at as set_at,
+)
 from ._schedule import (
     AbstractSchedule as AbstractSchedule,
     as_schedule as as_schedule,

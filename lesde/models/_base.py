@@ -3,9 +3,12 @@
 
 import abc
 
+import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._classes import Classes
 
 
 def _largest_entry(x: Array) -> Array:
@@ -50,6 +53,32 @@ class AbstractDynamics(eqx.Module):
         has then swamped its floating-point precision. Default: max|X| (no dynamic-range
         test; only non-finite states and values are flagged)."""
         return _largest_entry(x)
+
+    def default_solver(self) -> diffrax.AbstractSolver:
+        """The solver `lesde.simulate` uses when it is given none. Default:
+        `diffrax.Euler()` (Euler-Maruyama for a model with noise)."""
+        return diffrax.Euler()
+
+    @property
+    def sample_classes(self) -> Classes | None:
+        """The classes of the state's rows when X has one row per training sample
+        (shape (N, p), row i of class y_i), or None (default).
+
+        A solve may store such a state in a layout with a longer minor axis, which
+        permutes the rows and their Brownian increments (`lesde.solve.choose_layout`:
+        class-major for balanced classes with sorted labels, sample-minor); every model
+        function still sees X as (N, p). A state without per-sample rows (None) keeps
+        the model's own layout."""
+        return None
+
+    def class_major_drift(self, t, z: Float[Array, "K p n"]) -> Float[Array, "K p n"]:
+        """f(t, X) in the class-major layout z[k, c, j] = X_{k n + j, c} of a state with
+        per-sample rows (`sample_classes`: K balanced classes of n samples, labels
+        sorted), for solves in that layout. Default: f of X unpacked to (N, p), packed
+        back; override it to compute f in that layout directly."""
+        K, p, n = z.shape
+        f = self.drift(t, z.transpose(0, 2, 1).reshape(K * n, p))
+        return f.reshape(K, n, p).transpose(0, 2, 1)
 
 
 class AbstractMap(eqx.Module):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .._checks import check_label_range, check_positive_int, show
+from .._checks import check_labels, check_positive_int
 
 
 class Classes(eqx.Module):
@@ -34,17 +34,7 @@ class Classes(eqx.Module):
         num_classes = check_positive_int("num_classes", num_classes)
         if isinstance(labels, jax.core.Tracer):
             raise ValueError("labels must be concrete (built outside jit/vmap)")
-        y = np.asarray(labels)
-        if y.ndim != 1 or y.size == 0:
-            raise ValueError(f"labels must be a non-empty 1-D array, got shape {y.shape}")
-        if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-            if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(
-                y == np.round(y)
-            ):
-                y = y.astype(np.int64)
-            else:
-                raise ValueError(f"labels must be integers, got dtype {y.dtype}: {show(y)}")
-        check_label_range("labels", y, num_classes)
+        y = check_labels("labels", labels, num_classes=num_classes)
         counts = np.bincount(y, minlength=num_classes)
         empty = np.flatnonzero(counts == 0)
         if empty.size:

@@ -74,6 +74,50 @@ class AbstractGradient(eqx.Module):
         _check_head(self.head_matrix, num_classes, dim, self.name)
 
 
+GRADIENT_MODELS: dict[str, type[AbstractGradient]] = {}
+"""Name -> gradient model class, for `gradient_model`, `LESDE(gradient=name)` and the
+`gradient` key of configs; `register_gradient` adds to it."""
+
+
+def register_gradient(cls: type[AbstractGradient]) -> type[AbstractGradient]:
+    """Register a gradient model class under its `name` (a class decorator), so that
+    `gradient_model(name)`, `LESDE(..., gradient=name)` and configs (`gradient: name`)
+    build it. The class must be a concrete subclass of `AbstractGradient` with a `name`,
+    `is_linear` and a `head_matrix` field (None: W = I), and be constructible as `cls()`.
+
+    Example (the hinge-like gradient of a margin loss, a new module of your own):
+
+        import equinox as eqx, jax, jax.numpy as jnp
+        from typing import ClassVar
+        from lesde.models import AbstractGradient, register_gradient
+
+        @register_gradient
+        class Margin(AbstractGradient):
+            \"\"\"G(x, k) = -softplus(1 - x_k) e_k: pulls the own logit up to 1.\"\"\"
+            name: ClassVar[str] = "margin"
+            is_linear: ClassVar[bool] = False
+            head_matrix: None = None
+
+            def __call__(self, x, k, num_classes):
+                e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
+                own = jnp.sum(x * e, axis=-1, keepdims=True)
+                return -jax.nn.softplus(1 - own) * e
+    """
+    if not (isinstance(cls, type) and issubclass(cls, AbstractGradient)):
+        raise ValueError(f"register_gradient takes a subclass of AbstractGradient, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a class attribute name: ClassVar[str]")
+    old = GRADIENT_MODELS.get(name)
+    if old is not None and old.__qualname__ != cls.__qualname__:
+        raise ValueError(
+            f"a gradient model named {name!r} is registered already ({old.__qualname__})"
+        )
+    GRADIENT_MODELS[name] = cls
+    return cls
+
+
+
 def _check_head(head, num_classes, dim, model):
     if head is None:
         if dim != num_classes:
@@ -98,6 +142,7 @@ def _as_head(head):
     return w
 
 
+@register_gradient
 class Identity(AbstractGradient):
     """The authors' I-model: G(x, k) = -x.
 
@@ -116,6 +161,7 @@ class Identity(AbstractGradient):
         return -x
 
 
+@register_gradient
 class Projected(AbstractGradient):
     """The authors' L-model (needs p = K): G(x, k) = -P_k x = -d_k <d_k, x> / |d_k|^2,
     with <d_k, x> = x_k - mean(x) and |d_k|^2 = (K-1)/K."""
@@ -140,6 +186,7 @@ class Projected(AbstractGradient):
         super().check(num_classes, dim)
 
 
+@register_gradient
 class LinearCE(AbstractGradient):
     """Cross-entropy linearised at zero logits: G(x, k) = -W^T d_k, a constant pull.
 
@@ -164,6 +211,7 @@ class LinearCE(AbstractGradient):
 
 
 
+@register_gradient
 class CrossEntropy(AbstractGradient):
     """True softmax cross-entropy through a fixed head:
     G(x, k) = W^T (softmax(W x) - e_k).
@@ -204,13 +252,9 @@ class CrossEntropy(AbstractGradient):
 
 
 
-GRADIENT_MODELS: dict[str, type[AbstractGradient]] = {
-    cls.name: cls for cls in (Identity, Projected, LinearCE, CrossEntropy)
-}
-
-
 def gradient_model(name: str, **kwargs) -> AbstractGradient:
-    """Build a gradient model by name: 'identity', 'projected', 'linear-ce' or 'ce'."""
+    """Build a registered gradient model by name: 'identity', 'projected', 'linear-ce',
+    'ce' or one added with `register_gradient`."""
     if name not in GRADIENT_MODELS:
         raise ValueError(
             f"unknown gradient model {name!r}; choose one of {sorted(GRADIENT_MODELS)}"

@@ -8,9 +8,10 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from .._checks import as_float_array, check_finite, check_nonnegative, check_positive_int
+from .._tsit5 import UnrolledTsit5
 from ._base import AbstractDynamics
 from ._classes import Classes
-from ._gradient import AbstractGradient, gradient_model
+from ._gradient import AbstractGradient, GRADIENT_MODELS, gradient_model
 from ._impact import AbstractImpact
 from ._noise import Noise, NoiseTerm
 
@@ -20,8 +21,8 @@ def _as_gradient(gradient) -> AbstractGradient:
         return gradient_model(gradient)
     if not isinstance(gradient, AbstractGradient):
         raise ValueError(
-            f"gradient must be a gradient model or one of 'identity', 'projected', "
-            f"'linear-ce', 'ce'; got {gradient!r}"
+            f"gradient must be a gradient model or one of {sorted(GRADIENT_MODELS)}; got "
+            f"{gradient!r}"
         )
     return gradient
 
@@ -58,11 +59,15 @@ def _first_positive(*scales: Array) -> Array:
     return out
 
 
+def _check_init_values(model) -> None:
+    """m0 finite and s0 >= 0: at construction, and again after either is replaced."""
+    check_finite("init_mean", model.init_mean)
+    check_nonnegative("init_std", model.init_std)
+
+
 def _init_params(init_mean, init_std, dim):
     mean = as_float_array("init_mean", init_mean)
     std = as_float_array("init_std", init_std)
-    check_finite("init_mean", mean)
-    check_nonnegative("init_std", std)
     if mean.ndim not in (0, 1) or (mean.ndim == 1 and mean.shape[0] != dim):
         raise ValueError(
             f"init_mean must be a scalar or a vector of length dim = {dim}, got shape "
@@ -133,6 +138,9 @@ class LESDE(AbstractDynamics):
         self.dim = dim
         self.init_mean, self.init_std = _init_params(init_mean, init_std, dim)
 
+    def __check_init__(self):
+        _check_init_values(self)
+
     @property
     def num_classes(self) -> int:
         return self.classes.num_classes
@@ -151,6 +159,18 @@ class LESDE(AbstractDynamics):
 
     def drift(self, t, x):
         return self.classes.gather(self.class_drift(t, x))
+
+    @property
+    def sample_classes(self) -> Classes:
+        """The labels of the state's rows, one row per sample."""
+        return self.classes
+
+    def class_major_drift(self, t, z: Float[Array, "K p n"]) -> Float[Array, "K p n"]:
+        """The drift computed in the class-major layout: Gbar from z directly (softmax
+        along the feature axis, means along the sample axis) and the class drift
+        broadcast over the sample axis, so the state is never transposed to (N, p)."""
+        c = self.impact_drift(t, self.gradient.class_mean_class_major(z))
+        return jnp.broadcast_to(c[:, :, None], z.shape)
 
     def initial_state(self, key):
         z = jr.normal(key, self.state_shape)
@@ -249,6 +269,9 @@ class LEODE(AbstractDynamics):
         self.dim = dim
         self.init_mean, self.init_std = _init_params(init_mean, init_std, dim)
 
+    def __check_init__(self):
+        _check_init_values(self)
+
     @property
     def state_shape(self):
         return (self.num_classes, self.dim)
@@ -256,6 +279,11 @@ class LEODE(AbstractDynamics):
     def drift(self, t, x):
         g = self.gradient(x, jnp.arange(self.num_classes), self.num_classes)
         return -self.impact.apply(t, g) / self.num_classes
+
+    def default_solver(self) -> UnrolledTsit5:
+        """`UnrolledTsit5` ('tsit5'): the LE-ODE has no noise and a smooth drift, and on
+        its small state the unrolled stages make reverse-mode gradients cheaper."""
+        return UnrolledTsit5()
 
     def initial_state(self, key):
         return self.init_mean + self.init_std * jr.normal(key, self.state_shape)

@@ -35,10 +35,10 @@ class Noise(eqx.Module):
             "noise.independent", independent, ()
         )
         self.shared = None if shared is None else as_schedule("noise.shared", shared, ())
-        for name in ("independent", "shared"):
-            s = getattr(self, name)
-            if s is not None:
-                s.check_nonnegative(f"noise.{name} sigma")
+
+    def __check_init__(self):
+        for name, s in self._parts().items():
+            s.check_nonnegative(f"noise.{name} sigma")
 
     @property
     def is_zero(self) -> bool:

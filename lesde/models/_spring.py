@@ -35,18 +35,25 @@ CONTROLS = ("displacement", "force")
 SPRING_NOISES = ("common", "independent")
 
 
-def _scalar(name: str, x: Any, *, positive: bool = False, nonnegative: bool = False) -> Array:
-    """A scalar float parameter; finite, and > 0 or >= 0 when asked (concrete input)."""
+def _scalar(name: str, x: Any) -> Array:
+    """A scalar float parameter (its value is checked by the module's __check_init__)."""
     a = as_float_array(name, x)
     if a.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {tuple(a.shape)}")
-    if positive:
-        check_positive(name, a)
-    elif nonnegative:
-        check_nonnegative(name, a)
-    else:
-        check_finite(name, a)
     return a
+
+
+_RULES = {"positive": check_positive, "nonnegative": check_nonnegative, "finite": check_finite}
+
+
+def _check_fields(module: eqx.Module, rules: dict[str, str]) -> None:
+    """Check each scalar field of `module` by its rule ('positive', 'nonnegative',
+    'finite'; None fields are skipped): at construction, and again after a field is
+    replaced (`lesde.models.set_at`)."""
+    for name, rule in rules.items():
+        value = getattr(module, name)
+        if value is not None:
+            _RULES[rule](name, value)
 
 
 class Chain(eqx.Module):
@@ -82,8 +89,11 @@ class Chain(eqx.Module):
         if control not in CONTROLS:
             raise ValueError(f"control must be one of {list(CONTROLS)}, got {control!r}")
         self.control = control
-        self.stiffness = _scalar("stiffness", stiffness, positive=True)
+        self.stiffness = _scalar("stiffness", stiffness)
         self.load = _scalar("load", load)
+
+    def __check_init__(self):
+        _check_fields(self, {"stiffness": "positive", "load": "finite"})
 
     @property
     def num_springs(self) -> int:
@@ -136,10 +146,13 @@ class Friction(eqx.Module):
     mu_back: Float[Array, ""]
 
     def __init__(self, mu_fwd: Any = 0.0, mu_back: Any = None):
-        self.mu_fwd = _scalar("mu_fwd", mu_fwd, nonnegative=True)
+        self.mu_fwd = _scalar("mu_fwd", mu_fwd)
         self.mu_back = (
-            self.mu_fwd if mu_back is None else _scalar("mu_back", mu_back, nonnegative=True)
+            self.mu_fwd if mu_back is None else _scalar("mu_back", mu_back)
         )
+
+    def __check_init__(self):
+        _check_fields(self, {"mu_fwd": "nonnegative", "mu_back": "nonnegative"})
 
     def dead_zone(self, force: Float[Array, "*L"]) -> Float[Array, "*L"]:
         """Phi(F): what the force exceeds the static friction by, signed."""
@@ -223,8 +236,11 @@ class SpringBlockMap(AbstractSpringBlock, AbstractMap):
         self.chain, self.friction = _chain_and_friction(
             num_blocks, stiffness, load, control, mu_fwd, mu_back
         )
-        self.noise = _scalar("noise", noise, nonnegative=True)
-        self.eta = _scalar("eta", eta, positive=True)
+        self.noise = _scalar("noise", noise)
+        self.eta = _scalar("eta", eta)
+
+    def __check_init__(self):
+        _check_fields(self, {"noise": "nonnegative", "eta": "positive"})
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -329,16 +345,25 @@ class SpringBlockSDE(AbstractSpringBlock, AbstractDynamics):
         self.chain, self.friction = _chain_and_friction(
             num_blocks, stiffness, load, control, mu_fwd, mu_back
         )
-        self.mass = _scalar("mass", mass, positive=True)
-        self.damping = _scalar("damping", damping, nonnegative=True)
-        self.noise = _scalar("noise", noise, nonnegative=True)
+        self.mass = _scalar("mass", mass)
+        self.damping = _scalar("damping", damping)
+        self.noise = _scalar("noise", noise)
         # eps known to be 0 when built (not under a transformation): solved as an ODE
         self._noiseless = is_concrete(self.noise) and float(self.noise) == 0
-        self.decay = _scalar("decay", decay, nonnegative=True)
+        self.decay = _scalar("decay", decay)
         if noise_kind not in SPRING_NOISES:
             raise ValueError(f"noise_kind must be one of {list(SPRING_NOISES)}, got {noise_kind!r}")
         self.noise_kind = noise_kind
-        self.smoothing = None if smoothing is None else _scalar("smoothing", smoothing, positive=True)
+        self.smoothing = None if smoothing is None else _scalar("smoothing", smoothing)
+
+    def __check_init__(self):
+        _check_fields(self, {"mass": "positive", "damping": "nonnegative", "noise": "nonnegative",
+                             "decay": "nonnegative", "smoothing": "positive"})
+        if self._noiseless and not (is_concrete(self.noise) and float(self.noise) == 0):
+            raise ValueError(
+                "noise: this SpringBlockSDE was built without noise (it is solved as an ODE); "
+                "build it with its noise instead of setting the noise afterwards"
+            )
 
     @property
     def state_shape(self) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .._checks import check_label_range, check_positive_int, is_concrete, show
+from .._checks import check_labels, check_positive_int, is_concrete, show
 
 GEOMNIST_CLASSES = ("triangle", "rectangle", "ellipse")
 
@@ -140,8 +140,8 @@ class Dataset(eqx.Module):
         self.x_train = jnp.asarray(_features("x_train", x_train))
         self.x_val = jnp.asarray(_features("x_val", x_val))
         ytr, yv = _labels("y_train", y_train), _labels("y_val", y_val)
-        check_label_range("y_train", ytr, self.num_classes)
-        check_label_range("y_val", yv, self.num_classes)
+        check_labels("y_train", ytr, num_classes=self.num_classes)
+        check_labels("y_val", yv, num_classes=self.num_classes)
         self.y_train = jnp.asarray(ytr.astype(np.int32))
         self.y_val = jnp.asarray(yv.astype(np.int32))
 
@@ -163,7 +163,7 @@ class Dataset(eqx.Module):
                 )
             if not jnp.issubdtype(y.dtype, jnp.integer):
                 raise ValueError(f"{y_name} must hold integer labels, got dtype {y.dtype}")
-            check_label_range(y_name, np.asarray(y), self.num_classes)
+            check_labels(y_name, np.asarray(y), num_classes=self.num_classes)
             _check_rows_finite(x_name, np.asarray(x))
         if self.x_val.shape[1:] != self.x_train.shape[1:]:
             raise ValueError(
@@ -269,7 +269,7 @@ def split_per_class(
     seed = _seed(seed)
     xa, ya = _check_xy("x", "y", x, y)
     k = _infer_num_classes("y", ya, num_classes)
-    check_label_range("y", ya, k)
+    check_labels("y", ya, num_classes=k)
     _check_all_present("y", ya, k)
     return _split(xa, ya, val_fraction, seed, k, name)
 
@@ -316,7 +316,7 @@ def from_arrays(
         )
     if x_val is None:
         k = _infer_num_classes("y", ya, num_classes)
-        check_label_range("y", ya, k)
+        check_labels("y", ya, num_classes=k)
         _check_all_present("y", ya, k)
         val_fraction = _fraction("val_fraction", val_fraction, include_one=False)
         return _split(xa, ya, val_fraction, _seed(seed), k, name)
@@ -326,8 +326,8 @@ def from_arrays(
             f"x_val must have samples of shape {xa.shape[1:]} like x, got {xv.shape[1:]}"
         )
     k = _infer_num_classes("y", np.concatenate([ya, yv]), num_classes)
-    check_label_range("y", ya, k)
-    check_label_range("y_val", yv, k)
+    check_labels("y", ya, num_classes=k)
+    check_labels("y_val", yv, num_classes=k)
     _check_all_present("y", ya, k)
     return Dataset(xa, ya, xv, yv, k, name)
 
@@ -460,7 +460,7 @@ def corrupt_labels(
         )
     seed = _seed(seed)
     y = _labels("labels", labels)
-    check_label_range("labels", y, k_classes)
+    check_labels("labels", y, num_classes=k_classes)
     rng = np.random.default_rng(seed)
     new = y.copy()
     for k in range(k_classes):

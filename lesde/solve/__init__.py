@@ -7,7 +7,7 @@ from ._layout import (
     Natural as Natural,
     SampleMinor as SampleMinor,
 )
-from ._tsit5 import UnrolledTsit5 as UnrolledTsit5
+from .._tsit5 import UnrolledTsit5 as UnrolledTsit5
 from ._health import (
     DIVERGED as DIVERGED,
     INACCURATE as INACCURATE,
@@ -20,6 +20,7 @@ from ._health import (
 from ._simulate import simulate as simulate, SOLVERS as SOLVERS, Trajectory as Trajectory
 from ._sweep import (
     check_cells as check_cells,
+    dim_name as dim_name,
     fingerprint_of as fingerprint_of,
     Grid as Grid,
     member_key as member_key,

@@ -11,8 +11,10 @@ with a long minor axis, and every model function still sees X in its own (N, p) 
 
 pack and unpack are transpositions (permutations of the entries), which XLA folds into
 the loops that read and write the state. In the class-major layout (K, p, n) the drift is
-computed in that layout directly (softmax along the feature axis, class means along the
-sample axis, the class drift broadcast over it), so the state is never transposed. The
+the model's `class_major_drift`, which the LE-SDE computes in that layout directly
+(softmax along the feature axis, class means along the sample axis, the class drift
+broadcast over it), so the state is never transposed. The model says whether its state
+has per-sample rows to repack, and their classes (`AbstractDynamics.sample_classes`). The
 Brownian increments are drawn in the packed shape; as a permutation of independent
 standard normals they are again independent standard normals, so the solve has the same
 law in every layout (not the same draws).
@@ -24,7 +26,6 @@ from typing import Any
 import diffrax
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
 
@@ -110,24 +111,24 @@ def choose_layout(model: Any, layout: str = "auto", user_path: bool = False) -> 
 
     'auto' picks the layout whose minor axis is longest: class-major (minor axis n, for
     balanced classes with sorted labels) when n > p, else sample-minor (minor axis N)
-    when N > p, else natural (minor axis p). Only models with per-sample rows (`LESDE`)
-    are repacked; other models, and solves given their own Brownian path (which has the
-    model's shape), keep the natural layout.
+    when N > p, else natural (minor axis p). Only states with per-sample rows (the
+    model's `sample_classes` is not None, as for the `LESDE`) are repacked; other
+    models, and solves given their own Brownian path (which has the model's shape),
+    keep the natural layout.
     """
-    from ..models._le_sde import LESDE
-
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
-    if not isinstance(model, LESDE):
+    classes = getattr(model, "sample_classes", None)  # None: no per-sample rows
+    if classes is None:
         if layout not in ("auto", "natural"):
             raise ValueError(
-                f"layout {layout!r} applies to an LESDE (rows of samples); use 'auto' or "
-                f"'natural' for {type(model).__name__}"
+                f"layout {layout!r} applies to an LESDE (rows of samples: a model whose "
+                f"sample_classes is not None); use 'auto' or 'natural' for "
+                f"{type(model).__name__}"
             )
         return Natural(tuple(model.state_shape))
     shape = tuple(model.state_shape)
     N, p = shape
-    classes = model.classes
     n = classes.per_class
     if layout != "natural" and user_path:
         if layout == "auto":
@@ -224,14 +225,12 @@ class PackedTerm(diffrax.AbstractTerm):
 
 
 def packed_drift(model, layout: AbstractLayout) -> diffrax.ODETerm:
-    """drift'(t, Z) = pack(drift(t, unpack(Z))). In the class-major layout the LE-SDE's
-    drift is computed there directly: Gbar from the class-major state (softmax along
-    the feature axis, means along the sample axis) and the class drift broadcast over
-    the sample axis, so the state is never transposed back to (N, p)."""
+    """drift'(t, Z) = pack(drift(t, unpack(Z))). In the class-major layout the model's
+    `class_major_drift` computes it there directly (the LE-SDE's never transposes the
+    state back to (N, p))."""
     if isinstance(layout, ClassMajor):
         def drift(t, z, args):
-            c = model.impact_drift(t, model.gradient.class_mean_class_major(z))
-            return jnp.broadcast_to(c[:, :, None], z.shape)
+            return model.class_major_drift(t, z)
 
         return diffrax.ODETerm(drift)
     return diffrax.ODETerm(lambda t, z, args: layout.pack(model.drift(t, layout.unpack(z))))

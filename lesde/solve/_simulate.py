@@ -13,8 +13,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._checks import as_float_array, check_finite, check_shape, is_concrete, show
+from .._tsit5 import UnrolledTsit5
 from ..models._base import AbstractDynamics, AbstractMap
-from ..models._le_sde import LEODE
 from ._brownian import FoldInBrownianPath
 from ._health import (
     DIVERGED, health_code, INACCURATE, mask_unhealthy, member_status, STATUS_NAMES, SUCCESS,
@@ -22,7 +22,6 @@ from ._health import (
 from ._layout import (
     PackedTerm, UnpackedPath, choose_layout, packed_brownian_shape, packed_drift, unpack_saved,
 )
-from ._tsit5 import UnrolledTsit5
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
@@ -85,7 +84,7 @@ class Trajectory(eqx.Module):
 
 def _solver(solver, model: AbstractDynamics) -> diffrax.AbstractSolver:
     if solver is None:
-        return UnrolledTsit5() if isinstance(model, LEODE) else diffrax.Euler()
+        return model.default_solver()
     if isinstance(solver, str):
         if solver.lower() not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}")
@@ -184,10 +183,11 @@ def simulate(
     - `ts`: times to save at (default: t1 only). Off-grid times are interpolated.
     - `fn`: reduction `fn(t, X, model) -> PyTree` computed inside the solve at each save
       time and saved instead of X (keeps memory at O(metrics), not O(N p)).
-    - `solver`: a diffrax solver or its name: 'euler' (default for SDEs), 'heun',
-      'midpoint', 'sea', 'shark', 'sra1' (additive noise), 'tsit5' (default for the
-      LE-ODE; `UnrolledTsit5`, diffrax's Tsit5 with its stages written out, which
-      halves the cost of reverse-mode gradients on small states), 'dopri5', 'dopri8'.
+    - `solver`: a diffrax solver or its name: 'euler', 'heun', 'midpoint', 'sea',
+      'shark', 'sra1' (additive noise), 'tsit5' (`UnrolledTsit5`, diffrax's Tsit5 with
+      its stages written out, which halves the cost of reverse-mode gradients on small
+      states), 'dopri5', 'dopri8'. Default: the model's `default_solver()` ('euler',
+      or 'tsit5' for the LE-ODE).
     - `brownian`: 'fold_in' (default; `FoldInBrownianPath`, fixed steps, fast and
       reverse-differentiable) or 'virtual_tree' (`diffrax.VirtualBrownianTree` with
       tolerance dt/2; needed for adaptive step sizes, much slower), or a Brownian path
@@ -207,8 +207,9 @@ def simulate(
       times in every step. Costs memory for every step's state (as a reverse-mode
       pass does anyway) and makes reverse-mode gradients cheaper on small states;
       the fits use it. Ignored where the save times are off the grid.
-    - `layout`: how an LESDE's state is laid out in memory during the solve (the model
-      and `fn` always see X as (N, p)): 'natural' (N, p); 'class-major' (K, p, n), for
+    - `layout`: how a state with per-sample rows (an LESDE's; the model's
+      `sample_classes`) is laid out in memory during the solve (the model and `fn`
+      always see X as (N, p)): 'natural' (N, p); 'class-major' (K, p, n), for
       balanced classes with sorted labels; 'sample-minor' (p, N); 'auto' (default)
       takes the one with the longest minor axis (see `lesde.solve.choose_layout`). With
       few features a long minor axis makes the solve several times faster on CPU. The

@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,19 +27,43 @@ SEED_DIM = "seed"
 TIME_DIM = "time"
 
 
+def dim_name(path: str) -> str:
+    """The identifier that names a parameter's coordinate (and its axis's dimension) in
+    a sweep result: the path with every run of other characters than letters, digits
+    and '_' made one '_', e.g. 'impact.schedule.value[0,1]' -> 'impact_schedule_value_0_1',
+    so that `ds.sel(impact_schedule_value_0_1=0.1)` works; the path itself is the
+    coordinate's attribute `path`."""
+    name = re.sub(r"\W+", "_", path).strip("_")
+    return name if name and not name[0].isdigit() else f"p_{name}"
+
+
 class Grid:
     """A grid of parameter settings: the product of axes, each axis one or more
     parameters zipped together (equal lengths) along one dimension.
 
-    **Arguments:** `axes`: a sequence of mappings {parameter name: 1-D values}. A mapping
-    with one entry is a plain axis named after its parameter; a mapping with several
-    entries zips them along one dimension named by joining their names with '+'.
+    **Arguments:**
+    - `axes`: a sequence of mappings {parameter name: 1-D values}. A mapping with
+      several entries zips them along one dimension. Each dimension is named after the
+      first parameter of its axis, as an identifier (`dim_name`).
+    - `derived`: {name: f} of parameters computed from the others, e.g.
+      `{"noise": lambda p: p["ratio"] * p["mu_fwd"]}`: f takes the mapping of the axis
+      values of a set of cells (NumPy arrays) and returns the derived values of those
+      cells. Every derived value must be finite (checked on every cell here).
 
     Cell c of the grid (row-major over the axes, last axis fastest) has the parameter
-    values `grid.params(c)`.
+    values `grid.params(c)`, derived parameters included.
+
+    Example: a spring-block sweep of the noise relative to the friction,
+
+        Grid([{"friction.mu_fwd": [0.1, 0.2]}, {"ratio": [0.5, 1.0, 2.0]}],
+             derived={"noise": lambda p: p["ratio"] * p["friction.mu_fwd"]})
     """
 
-    def __init__(self, axes: Sequence[Mapping[str, Any]]):
+    def __init__(
+        self,
+        axes: Sequence[Mapping[str, Any]],
+        derived: Mapping[str, Callable[[dict[str, np.ndarray]], Any]] | None = None,
+    ):
         if isinstance(axes, Mapping):
             axes = [{k: v} for k, v in axes.items()]
         self.axes: list[dict[str, np.ndarray]] = []
@@ -66,10 +91,37 @@ class Grid:
                     f"{[len(v) for v in cols.values()]}"
                 )
             self.axes.append(cols)
+        self.derived: dict[str, Callable] = {}
+        for name, f in (derived or {}).items():
+            if name in seen:
+                raise ValueError(f"parameter {name!r} is both on an axis and derived")
+            if not callable(f):
+                raise ValueError(f"derived parameter {name!r} must be a callable of the axis values, got {show(f)}")
+            seen.add(name)
+            self.derived[name] = f
+        idents: dict[str, str] = {}
+        for name in self.names:
+            other = idents.setdefault(dim_name(name), name)
+            if other != name:
+                raise ValueError(
+                    f"parameters {other!r} and {name!r} would both be named "
+                    f"{dim_name(name)!r} in the result"
+                )
+        if self.derived:  # every derived value must be finite, in every cell
+            values = self.params(np.arange(self.num_cells))
+            for name in self.derived:
+                bad = ~np.isfinite(values[name])
+                if bad.any():
+                    c = int(np.argmax(bad))
+                    raise ValueError(
+                        f"derived parameter {name!r} is {values[name][c]} in {self.describe(c)}; "
+                        "derived values must be finite"
+                    )
 
     @property
     def dims(self) -> list[str]:
-        return ["+".join(axis) for axis in self.axes]
+        """The name of each axis's dimension: `dim_name` of its first parameter."""
+        return [dim_name(next(iter(axis))) for axis in self.axes]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -81,14 +133,21 @@ class Grid:
 
     @property
     def names(self) -> list[str]:
-        return [name for axis in self.axes for name in axis]
+        """The parameters on the axes, then the derived ones."""
+        return [name for axis in self.axes for name in axis] + list(self.derived)
 
     def params(self, cells: np.ndarray) -> dict[str, np.ndarray]:
-        """Parameter values of the given cell indices."""
-        idx = np.unravel_index(np.asarray(cells), self.shape) if self.axes else ()
-        return {
+        """Parameter values of the given cell indices, derived parameters included."""
+        cells = np.asarray(cells)
+        idx = np.unravel_index(cells, self.shape) if self.axes else ()
+        out = {
             name: values[i] for axis, i in zip(self.axes, idx) for name, values in axis.items()
         }
+        axes = dict(out)
+        with np.errstate(all="ignore"):  # a non-finite value is refused by name in __init__
+            for name, f in self.derived.items():
+                out[name] = np.broadcast_to(np.asarray(f(axes), dtype=float), cells.shape)
+        return out
 
 
     def describe(self, cell: int) -> str:
@@ -267,7 +326,8 @@ def sweep(
 
     **Returns:** an `xarray.Dataset` with dimensions (grid dims..., 'seed'[, 'time']), one
     variable per metric and `status` (0 success, 1 diverged, 2 solver failed: see
-    `lesde.Trajectory`), the swept parameters as coordinates.
+    `lesde.Trajectory`), the swept and derived parameters as coordinates named
+    `dim_name(path)`, each with its path in the attribute `path`.
     """
     import xarray as xr
     from tqdm.auto import tqdm
@@ -349,7 +409,11 @@ def sweep(
         coords[TIME_DIM] = np.asarray(ts, dtype=float)
     for dim, axis in zip(grid.dims, grid.axes):
         for name, values in axis.items():
-            coords[name] = (dim, values)
+            coords[dim_name(name)] = (dim, values, {"path": name})
+    if grid.derived:  # a derived parameter is a coordinate over the grid's dimensions
+        every = grid.params(np.arange(grid.num_cells))
+        for name in grid.derived:
+            coords[dim_name(name)] = (grid.dims, every[name].reshape(grid.shape), {"path": name})
     data = {}
     for k in keys:
         extra = flat[k].shape[1 + (ts is not None and k != "status"):]
@@ -370,7 +434,7 @@ def sweep(
             "backend": jax.default_backend(),
             "members_solved_this_run": int(len(todo)),
             "wall_time_s_this_run": round(elapsed, 3),
-            "parameters": dump_json(list(names), indent=None).strip(),
+            "parameters": dump_json(grid.names, indent=None).strip(),
         }
     )
     if attrs:

@@ -1,4 +1,6 @@
-"""Tsit5 with its stages written out, the LE-ODE's default solver."""
+"""Tsit5 with its stages written out, the LE-ODE's default solver (below models/, which
+names it as the LE-ODE's default, and solve/, which exports it as
+`lesde.solve.UnrolledTsit5`)."""
 
 import diffrax
 import jax

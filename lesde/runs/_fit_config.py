@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from ._config import _Strict, check_memory, Count, INT32_MAX, Seed
+from .._checks import check_increasing
+from ._config import _Strict, check_memory, Count, GradientName, INT32_MAX, Seed
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -36,11 +37,11 @@ def _knots(v: Any) -> Any:
         if len(v) < 2:
             raise ValueError(f"a list of knot times needs at least 2 times, got {v}")
         for t in v:
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-                raise ValueError(f"knot times must be finite numbers >= 0, got {t!r}")
-        if any(b <= a for a, b in zip(v[:-1], v[1:])):
-            raise ValueError(f"knot times must be strictly increasing, got {v}")
-        return [float(t) for t in v]
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                raise ValueError(f"knot times must be numbers, got {t!r}")
+        knots = np.asarray(v, dtype=np.float64)
+        check_increasing("knot times", knots, nonnegative=True, entry="knots")
+        return knots.tolist()
     raise ValueError(f"must be a number of knots (>= 2) or a list of knot times, got {v!r}")
 
 
@@ -112,7 +113,7 @@ class FitModelSpec(_Strict):
     refused."""
 
     kind: Literal["leode", "lesde"] = "leode"
-    gradient: Literal["identity", "projected", "linear-ce", "ce"] = "identity"
+    gradient: GradientName = "identity"
     impact: FitImpactSpec = FitImpactSpec()
     noise: FitNoiseSpec = FitNoiseSpec()
     samples_per_class: PositiveInt = 10
@@ -278,7 +279,7 @@ def _data_named(source: str, what: str, key: str, fn, *args, **kwargs):
     """fn(*args, **kwargs); a `FitDataError` or `LogError` (data that cannot be fitted)
     prefixed with the log and the quantity, any other ValueError with the key."""
     from ..fit import FitDataError
-    from ._logs import LogError
+    from ..io import LogError
 
     try:
         return fn(*args, **kwargs)
@@ -386,7 +387,7 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
         LocallyElastic,
         Noise,
     )
-    from ._logs import check_log
+    from ..io import check_log
 
     log = check_log(log)
     d, m, lo = config.data, config.model, config.loss

@@ -21,7 +21,13 @@ What is refused before anything runs:
 - a run or sweep whose results, saved trajectory or states need more memory than the
   machine has (`check_memory`; the message states the size and the counts causing it);
 - in a sweep: an empty axis, a parameter on two axes, zipped parameters of unequal
-  lengths, non-numeric axis values, more cells than an int32 cell index holds.
+  lengths, non-numeric axis values, more cells than an int32 cell index holds, a name
+  that is neither the spec's own parameter nor the path of a number of the model nor
+  a variable that `sweep.derived` reads, a derived value that is not finite, and any
+  cell whose model the model's own checks refuse.
+
+A swept parameter is named by the spec's name (`impact.alpha`, `mu_fwd`, ...) or by
+its path in the model's pytree (`impact.schedule.value[0,1]`: `lesde.models.set_at`).
 
 In YAML files numbers in exponent notation without a dot or an exponent sign (`1e-3`,
 `1.0e5`) are read as numbers (YAML 1.1, which PyYAML implements, reads them as strings);
@@ -39,6 +45,7 @@ import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -52,12 +59,15 @@ from ..models import (
     Classes,
     Constant,
     General,
+    get_at,
+    GRADIENT_MODELS,
     gradient_model,
     LESDE,
     LocallyElastic,
     Noise,
     PiecewiseLinear,
     PowerLaw,
+    set_at,
     SpringBlockMap,
     SpringBlockSDE,
 )
@@ -135,6 +145,21 @@ class _Strict(BaseModel):
     int; an int is accepted as a float), no non-finite floats, no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _gradient_name(value: Any) -> str:
+    """A registered gradient model's name (`lesde.models.GRADIENT_MODELS`, which
+    `lesde.models.register_gradient` extends), checked when a config is read."""
+    if not isinstance(value, str) or value not in GRADIENT_MODELS:
+        names = [repr(n) for n in GRADIENT_MODELS]
+        choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise ValueError(f"Input should be {choices} (got {value!r})")
+    return value
+
+
+GradientName = Annotated[str, BeforeValidator(_gradient_name)]
+"""The `gradient` key of a model: 'identity', 'projected', 'linear-ce', 'ce' or a name
+registered with `lesde.models.register_gradient`."""
 
 
 class PowerLawSpec(_Strict):
@@ -262,7 +287,7 @@ class ModelSpec(_Strict):
     """The LE-SDE (`kind: le_sde`, the default)."""
 
     kind: Literal["le_sde"] = "le_sde"
-    gradient: Literal["identity", "projected", "linear-ce", "ce"] = "ce"
+    gradient: GradientName = "ce"
     num_classes: Count(1)
     per_class: Count(1) | None = None
     class_sizes: list[Count(1)] | None = None
@@ -564,15 +589,69 @@ def _axis_length(values: Any) -> int:
     return values.num if isinstance(values, RangeSpec) else len(values)
 
 
+_DERIVED = {
+    "product": lambda *xs: math.prod(xs),
+    "sum": lambda *xs: sum(xs),
+    "ratio": lambda a, b: a / b,
+    "difference": lambda a, b: a - b,
+}
+
+
+class DerivedSpec(_Strict):
+    """A parameter computed in each cell from names on the axes: one of `product: [a, b,
+    ...]` (a * b * ...), `sum: [a, b, ...]`, `ratio: [a, b]` (a / b) or
+    `difference: [a, b]` (a - b)."""
+
+    product: Annotated[list[str], Field(min_length=2)] | None = None
+    sum: Annotated[list[str], Field(min_length=2)] | None = None
+    ratio: Annotated[list[str], Field(min_length=2, max_length=2)] | None = None
+    difference: Annotated[list[str], Field(min_length=2, max_length=2)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in _DERIVED if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a derived parameter is one of {', '.join(_DERIVED)}; got {given or 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in _DERIVED if getattr(self, k) is not None)
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(getattr(self, self.kind))
+
+    def function(self):
+        """f(values) -> the derived values, for `lesde.solve.Grid(derived=...)`."""
+        op, names = _DERIVED[self.kind], self.inputs
+        return lambda values: op(*(values[n] for n in names))
+
+    def describe(self) -> str:
+        return f"{self.kind}({', '.join(self.inputs)})"
+
+
 class SweepSpec(_Strict):
-    """The swept axes (each a mapping {parameter path: values}; several paths in one
-    mapping are zipped), seeds per cell, metrics to keep and the chunk size.
+    """The swept axes (each a mapping {parameter: values}; several parameters in one
+    mapping are zipped), derived parameters, seeds per cell, metrics to keep and the
+    chunk size.
+
+    A parameter is named by the spec's own name (`impact.alpha`, `noise.independent`,
+    `mu_fwd`, ...: see `sweepable`) or by its path in the model
+    (`lesde.models.leaf_paths`, e.g. `impact.schedule.value[0,1]`, an entry of a General
+    impact matrix). `derived` maps a parameter to a function of names on the axes
+    (`DerivedSpec`); a name on an axis that is no parameter of the model is a variable
+    that only derived parameters read (e.g. the noise relative to the friction).
 
     Refused: an empty axis, a parameter on two axes, zipped parameters of unequal
     lengths, values that are not finite numbers, more than 2**31 - 1 cells (the cell
-    index is int32), a metric named twice, seeds or a chunk size < 1."""
+    index is int32), a metric named twice, seeds or a chunk size < 1, a derived
+    parameter that is on an axis or reads a name that is not on one."""
 
     axes: Annotated[list[dict[str, AxisValues]], Field(min_length=1)]
+    derived: dict[str, DerivedSpec] | None = None
     seeds: Count(1) = 1
     metrics: Annotated[list[str], Field(min_length=1)] | None = None
     chunk_size: Count(1) | None = None
@@ -605,6 +684,18 @@ class SweepSpec(_Strict):
         twice = sorted({m for m in self.metrics or [] if self.metrics.count(m) > 1})
         if twice:
             raise ValueError(f"sweep.metrics: {twice} named more than once")
+        for name, d in (self.derived or {}).items():
+            if name in where:
+                raise ValueError(
+                    f"sweep.derived.{name}: {name!r} is swept on sweep.axes[{where[name]}]; a "
+                    "parameter is either on an axis or derived"
+                )
+            missing = [n for n in d.inputs if n not in where]
+            if missing:
+                raise ValueError(
+                    f"sweep.derived.{name}: {d.describe()} reads {missing}, which are not on "
+                    f"the axes; the axes sweep {list(where)}"
+                )
         return self
 
     @property
@@ -622,12 +713,26 @@ class SweepSpec(_Strict):
             for axis in self.axes
         ]
 
+    def grid(self) -> Grid:
+        """The `lesde.solve.Grid` of the axes and the derived parameters."""
+        derived = {k: d.function() for k, d in (self.derived or {}).items()}
+        return Grid(self.grid_axes(), derived=derived)
+
 
 DEFAULT_METRICS = {
     "le_sde": ["loss", "accuracy"],
     "spring_map": ["curvature", "nonuniformity", "shape", "gains"],
     "spring_sde": ["curvature", "nonuniformity", "shape", "gains"],
 }
+
+
+def _is_path_like(name: str) -> bool:
+    """A name with a dot or an index names a path of the model, not a variable."""
+    return "." in name or "[" in name
+
+
+def _is_variable(name: str, variables: set[str]) -> bool:
+    return name in variables and not _is_path_like(name)
 
 
 def _check_map_solve(model: Any, solve: "_SolveBase", where: str = "solve") -> None:
@@ -679,19 +784,57 @@ class SweepConfig(_Strict):
         ])
         return self
 
+    def _roles(self) -> tuple[list[str], list[str]]:
+        """The swept names that are the spec's own parameters and those that are paths
+        of the model (the rest are variables that derived parameters read)."""
+        allowed = self.model.sweepable()
+        variables = {n for d in (self.sweep.derived or {}).values() for n in d.inputs}
+        names = [n for axis in self.sweep.axes for n in axis] + list(self.sweep.derived or {})
+        own = [n for n in names if n in allowed]
+        paths = [n for n in names if n not in allowed and not _is_variable(n, variables)]
+        return own, paths
+
+    def build(self, params: Mapping[str, Any]):
+        """The model of one cell: the spec built with its own parameters from `params`,
+        then the model paths in `params` set (`lesde.models.set_at`)."""
+        own, paths = self._roles()
+        model = self.model.build({k: params[k] for k in own})
+        for path in paths:
+            model = set_at(model, path, params[path])
+        return model
+
     @model_validator(mode="after")
     def _axes(self):
         _check_map_solve(self.model, self.solve)
         allowed = self.model.sweepable()
-        for i, axis in enumerate(self.sweep.grid_axes()):
-            for name, values in axis.items():
-                if name not in allowed:
-                    raise ValueError(
-                        f"sweep.axes[{i}]: {name!r} is not a sweepable parameter of this "
-                        f"model; sweepable: {allowed}"
-                    )
+        variables = {n for d in (self.sweep.derived or {}).values() for n in d.inputs}
+        swept = [(f"sweep.axes[{i}]", name) for i, axis in enumerate(self.sweep.axes)
+                 for name in axis]
+        swept += [(f"sweep.derived.{name}", name) for name in self.sweep.derived or {}]
+        base = None
+        for where, name in swept:
+            if name in allowed or (name in variables and not _is_path_like(name)):
+                continue
+            base = self.model.build() if base is None else base
+            try:
+                value = get_at(base, name)
+            except ValueError as e:
+                raise ValueError(
+                    f"{where}: {name!r} is not a sweepable parameter of this model; sweepable: "
+                    f"{allowed}, or the path of a number of the model ({e}); a name that is "
+                    "neither is a variable only if sweep.derived reads it"
+                ) from None
+            if value.ndim:
+                raise ValueError(
+                    f"{where}: {name!r} is an array of shape {tuple(value.shape)}; sweep one "
+                    f"entry of it, e.g. {name}[{','.join(['0'] * value.ndim)}]"
+                )
+        try:
+            grid = self.sweep.grid()
+        except ValueError as e:
+            raise ValueError(f"sweep.derived: {e}") from None
         try:  # every cell must give a valid model, before compute (one vmapped check)
-            check_cells(self.model.build, Grid(self.sweep.grid_axes()))
+            check_cells(self.build, grid)
         except ValueError as e:
             raise ValueError(f"sweep.axes: {e}") from None
         times = self.sweep.save_times or []

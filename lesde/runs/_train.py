@@ -1,0 +1,203 @@
+"""`lesde train`: training real networks and logging what the theories describe."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .. import __version__
+from ..io import (
+    check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions, write_log,
+)
+from ..io._results import _atomic_write, COMPLETE_MARKER, write_json
+from ..metrics import SHAPES
+from ..nets import corrupt_labels, log_spaced_steps, train_separation, train_sgd
+from ..plot import plot_logit_trajectories, plot_separation_grid, plot_validation
+from ..solve import fingerprint_of
+from ._report import checked, REFUSED
+from ._train_config import load_train_config, TrajectoriesConfig
+
+
+def run_trajectories(config, out: Path, progress: bool = True) -> dict:
+    """Experiment 1 of a `TrajectoriesConfig`: one trajectory log per corruption fraction,
+    written to out/log_p<p>.nc as soon as it is complete. A log already there from the
+    same configuration is kept (an interrupted run resumes at the next fraction).
+    Returns {p: log}."""
+    data = config.data.build()
+    t = config.train
+    base = config.model_dump(mode="json")
+    base.pop("corruption")
+    stamp = fingerprint_of({**base, "precision": versions()["precision"]})
+    snaps = log_spaced_steps(t.steps, t.snapshots, multiple=t.eval_every) if t.snapshots else None
+    impacts = None
+    if t.impact_checkpoints:
+        impacts = log_spaced_steps(t.steps, t.impact_checkpoints, multiple=t.eval_every)
+    logs = {}
+    for p in config.corruption:
+        path = out / _log_name(p)
+        if path.is_file():
+            old = read_log(path)
+            if old.attrs.get("config_fingerprint") == stamp and np.isclose(old.attrs.get("corruption", -1), p):
+                print(f"p = {p:.4f}: kept {path.name} (same configuration)")
+                logs[p] = old
+                continue
+        labels, flipped = corrupt_labels(data.y_train, p, data.num_classes, seed=config.corruption_seed)
+        print(f"p = {p:.4f}: {int(np.sum(flipped))} of {data.num_train} training labels flipped")
+        log = train_sgd(
+            data.with_train_labels(labels),
+            network=config.network.name,
+            network_options=config.network.options(),
+            trials=t.trials, steps=t.steps, learning_rate=t.learning_rate,
+            eval_every=t.eval_every, snapshot_steps=snaps, impact_steps=impacts,
+            impact_samples=t.impact_samples, sampling=t.sampling, seed=t.seed,
+            progress=progress,
+        )
+        log.attrs.update(
+            corruption=float(p), config_fingerprint=stamp,
+            config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions(),
+        )
+        write_log(log, path)
+        logs[p] = log
+    return logs
+
+
+def _trajectory_summary(logs: dict) -> dict:
+    rows = {}
+    for p, log in logs.items():
+        tail = max(1, log.sizes["step"] // 10)
+        row = {"train_loss_last_10pct": float(log["train_loss"][:, -tail:].mean())}
+        if log.sizes["eval_step"]:
+            row.update(
+                val_acc_final_median=float(np.median(log["val_acc"][:, -1])),
+                val_loss_final_median=float(np.median(log["val_loss"][:, -1])),
+            )
+        if "impact" in log.data_vars:
+            e = np.asarray(log["impact"][:, -1])  # (trials, K, K) at the last checkpoint
+            k = e.shape[-1]
+            off = ~np.eye(k, dtype=bool)
+            row.update(
+                ntk_alpha_final_median=float(np.median(np.trace(e, axis1=1, axis2=2) / k)),
+                ntk_beta_final_median=float(np.median(e[:, off].mean(axis=1))),
+                ntk_ratio_final_median=float(np.median(log["impact_ratio"][:, -1])),
+            )
+        rows[f"{p:.4f}"] = row
+    return rows
+
+
+def train_command(config: str | Path, out: str | Path, *, progress: bool = True) -> int:
+    """`lesde train`: the experiment of the YAML file `config`. 'trajectories': SGD with
+    batch size 1, one log per label-corruption fraction (log_p<p>.nc, logits.png,
+    validation.png); resumes at the next fraction. 'separation': the BatchNorm MLP on a
+    grid (separation.nc, load_curves.png). summary.json is written last.
+
+    **Returns:** the exit status: 0 complete, 2 a bad config, data or output folder,
+    130 interrupted.
+    """
+    source = config
+
+    def prepare():
+        cfg = load_train_config(source)
+        cfg.data.build()  # data-level checks before any training
+        return cfg, check_output_dir(out)
+
+    ready = checked("train", prepare)
+    if ready is None:
+        return REFUSED
+    config, out = ready
+    with output_lock(out, "lesde train"):
+        stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "separation.nc"]
+        if isinstance(config, TrajectoriesConfig):  # logs of fractions this run does not train
+            wanted = {_log_name(p) for p in config.corruption}
+            stale += sorted(f.name for f in out.glob("log_p*.nc") if f.name not in wanted)
+        removed = [n for n in remove_stale(out, stale) if n.startswith("log_p")]
+        if removed:
+            print(f"removed {', '.join(removed)}: from an earlier run, for fractions this "
+                  "configuration does not train")
+        try:
+            return _train_into(config, source, out, progress)
+        except KeyboardInterrupt:
+            kept = ("the logs of the finished fractions are kept; run the same command again "
+                    "to resume at the next fraction" if isinstance(config, TrajectoriesConfig)
+                    else "nothing was written (the grid is trained as one computation)")
+            print(f"lesde train: interrupted; {kept}", file=sys.stderr)
+            return INTERRUPTED
+
+
+def _log_name(p: float) -> str:
+    """The file of the log of corruption fraction p."""
+    return f"log_p{p:.4f}.nc"
+
+
+def _train_into(config, source, out: Path, progress: bool) -> int:
+    marker = out / COMPLETE_MARKER
+    print(f"lesde {__version__}: lesde train ({config.experiment}); config: {source}")
+    start = time.perf_counter()
+    written = []
+    if isinstance(config, TrajectoriesConfig):
+        logs = run_trajectories(config, out, progress=progress)
+        results = _trajectory_summary(logs)
+        print(f"{'p':>8} {'final val acc (median)':>24} {'train loss (last 10%)':>22}")
+        for p, row in results.items():
+            acc = row.get("val_acc_final_median", float("nan"))
+            print(f"{p:>8} {acc:24.3f} {row['train_loss_last_10pct']:22.4f}")
+        titles = {f"p = {p:.3g}": log for p, log in logs.items()}
+        window = max(1, next(iter(logs.values())).sizes["step"] // 200)
+        plot_logit_trajectories(titles, path=out / "logits.png", window=window)
+        written.append("logits.png")
+        if next(iter(logs.values())).sizes["eval_step"]:
+            plot_validation(titles, path=out / "validation.png")
+            written.append("validation.png")
+        written = [_log_name(p) for p in logs] + written
+    else:
+        results = run_separation(config, out, progress=progress)
+        written.append("separation.nc")
+        ds = results.pop("_dataset")
+        dims = [d for d in ds["D"].dims if d not in ("seed", "epoch", "layer")]
+        if len(dims) >= 2:
+            plot_separation_grid(ds, path=out / "load_curves.png")
+            written.append("load_curves.png")
+    elapsed = time.perf_counter() - start
+    summary = {
+        "experiment": config.experiment,
+        "results": results,
+        "wall_time_s": round(elapsed, 3),
+        **versions(),
+    }
+    write_json(marker, summary)
+    print(f"{elapsed:.1f} s; results in {out}/ ({', '.join(written)}, summary.json)")
+    return 0
+
+
+def run_separation(config, out: Path, progress: bool = True) -> dict:
+    """Experiment 2 of a `SeparationConfig`: trains the grid, writes out/separation.nc and
+    returns a summary (seed means per cell at the last epoch) with the dataset under
+    '_dataset'."""
+    data = config.data.build()
+    g, t = config.grid, config.train
+    ds = train_separation(
+        data, seeds=t.seeds, epochs=t.epochs, learning_rate=g.learning_rate,
+        negative_slope=g.negative_slope, dropout=g.dropout, data_noise=g.data_noise,
+        batch_size=g.batch_size, width=config.network.width, depth=config.network.depth,
+        eval_epochs=t.eval_epochs, seed=t.seed, chunk_size=t.chunk_size, progress=progress,
+    )
+    ds.attrs.update(config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions())
+    _atomic_write(out / "separation.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
+    last = ds.isel(epoch=-1).mean("seed")
+    cells = []
+    dims = [d for d in last["test_acc"].dims]
+    for idx in np.ndindex(*[last.sizes[d] for d in dims]):
+        sel = dict(zip(dims, idx))
+        cell = {d: float(last[d][i]) for d, i in sel.items()}
+        c = last.isel(sel)
+        cell.update(
+            test_acc=float(c["test_acc"]), curvature=float(c["curvature"]),
+            nonuniformity=float(c["nonuniformity"]), correlation=float(c["correlation"]),
+            shape=SHAPES[int(np.sign(np.round(float(c["shape"]))))],
+        )
+        cells.append(cell)
+    print(f"{len(cells)} cells; test accuracy {min(c['test_acc'] for c in cells):.3f} .. "
+          f"{max(c['test_acc'] for c in cells):.3f}")
+    return {"cells": cells, "_dataset": ds}
+

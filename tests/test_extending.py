@@ -1,0 +1,108 @@
+"""The extension points of the README's "Extending lesde": a gradient model and a
+metric, each one definition plus its registration, usable by name from a config."""
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from scipy.integrate import solve_ivp
+
+import lesde
+from lesde import runs
+from lesde.metrics import METRICS, register_metric
+from lesde.models import AbstractGradient, GRADIENT_MODELS, register_gradient
+
+
+@pytest.fixture
+def registries():
+    """Registrations made by a test are undone after it."""
+    saved = dict(GRADIENT_MODELS), dict(METRICS)
+    yield
+    for registry, old in zip((GRADIENT_MODELS, METRICS), saved):
+        registry.clear()
+        registry.update(old)
+
+
+def _define_margin():
+    @register_gradient
+    class Margin(AbstractGradient):
+        """G(x, k) = -softplus(1 - x_k) e_k: pulls the own logit up to 1."""
+
+        name: ClassVar[str] = "margin"
+        is_linear: ClassVar[bool] = False
+        head_matrix: None = None
+
+        def __call__(self, x, k, num_classes):
+            e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
+            own = jnp.sum(x * e, axis=-1, keepdims=True)
+            return -jax.nn.softplus(1 - own) * e
+
+    return Margin
+
+
+def class_mean_norm(t, x, model):
+    return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
+
+
+CONFIG = {
+    "model": {"gradient": "margin", "num_classes": 3, "per_class": 5,
+              "impact": {"alpha": 1.0, "beta": 0.0}, "noise": {"independent": 0.01}},
+    "sweep": {"axes": [{"impact.alpha": [0.5, 2.0]}], "seeds": 2,
+              "metrics": ["class_mean_norm", "accuracy"]},
+    "solve": {"t1": 5.0, "dt": 0.1},
+}
+
+
+def test_a_registered_gradient_model_and_metric_run_from_a_config(registries, tmp_path):
+    with pytest.raises(runs.ConfigError, match=r"model.gradient: Input should be .* \(got 'margin'\)"):
+        runs.parse_config(CONFIG, schema=runs.SweepConfig)
+    margin = _define_margin()
+    with pytest.raises(runs.ConfigError, match=r"unknown \['class_mean_norm'\]"):
+        runs.parse_config(CONFIG, schema=runs.SweepConfig)
+    register_metric("class_mean_norm", class_mean_norm)
+    path = tmp_path / "margin.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    assert runs.sweep_command(path, tmp_path / "out", progress=False) == 0
+    with xr.open_dataset(tmp_path / "out" / "sweep.nc", engine="scipy") as ds:
+        norm, acc = ds["class_mean_norm"].values, ds["accuracy"].values
+    # with beta = 0 each class mean moves along its own e_k only: its own logit u obeys
+    # du/dt = (alpha/K) softplus(1 - u), u(0) = 0 (up to the initial spread 0.05/sqrt(5)
+    # and the noise), and |mean| ~ u
+    for i, alpha in enumerate((0.5, 2.0)):
+        u = solve_ivp(lambda t, u: alpha / 3 * np.logaddexp(0.0, 1 - u), (0, 5), [0.0],
+                      rtol=1e-10, atol=1e-12).y[0, -1]
+        np.testing.assert_allclose(norm[i], u, rtol=0.05)
+    assert np.all(acc == 1.0)
+    # the same numbers as the model built directly, with the gradient model by name
+    model = lesde.LESDE(lesde.LocallyElastic(2.0, 0.0), "margin", lesde.Classes.balanced(3, 5),
+                        noise=lesde.Noise(0.01))
+    assert isinstance(model.gradient, margin)
+    traj = lesde.simulate(model, t1=5.0, dt=0.1, key=lesde.solve.member_key(0, 1, 0),
+                          fn=lambda t, x, m: {"n": class_mean_norm(t, x, m)})
+    np.testing.assert_allclose(norm[1, 0], float(traj.ys["n"][-1]), rtol=1e-5)
+
+
+def test_registration_is_checked(registries):
+    margin = _define_margin()
+    assert register_gradient(margin) is margin  # registering the same class again is fine
+
+    class Other(margin):
+        pass
+
+    with pytest.raises(ValueError, match="a gradient model named 'margin' is registered already"):
+        register_gradient(Other)
+    with pytest.raises(ValueError, match="takes a subclass of AbstractGradient"):
+        register_gradient(int)
+    with pytest.raises(ValueError, match="a metric name must be an identifier"):
+        register_metric("class mean", class_mean_norm)
+    with pytest.raises(ValueError, match="family must be one of"):
+        register_metric("x", class_mean_norm, family="nets")
+    with pytest.raises(ValueError, match="a le_sde metric named 'loss' is registered already"):
+        register_metric("loss", class_mean_norm)
+    # the LE-ODE refuses a gradient model that is not linear, by name
+    with pytest.raises(ValueError, match="'margin'"):
+        lesde.LEODE(lesde.LocallyElastic(1.0, 0.0), "margin", 3)
