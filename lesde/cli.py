@@ -29,7 +29,8 @@ def main(argv=None) -> int:
         "flagged (diverged, inaccurate: their results are NaN) or the run failed; 2 a bad "
         "config, input or output location (refused before any compute) or an output "
         "folder that another lesde command is writing; 130 interrupted (Ctrl-C): no "
-        "summary.json, what was kept is printed. Every command takes --x64.",
+        "summary.json, what was kept is printed. Every command takes --x64 and "
+        "--import EXTENSION (modules that register gradient models or metrics).",
     )
     parser.add_argument("--version", action="version", version=f"lesde {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,7 +116,14 @@ def main(argv=None) -> int:
             help="compute in double precision (float64; default float32): for long horizons "
             "or growing states whose float32 results are flagged inaccurate",
         )
+        command.add_argument(
+            "--import", dest="imports", action="append", default=[], metavar="EXTENSION",
+            help="a module name or .py file to import first, which registers gradient "
+            "models or metrics that the config names (repeatable)",
+        )
     args = parser.parse_args(argv)
+    if runs.checked(args.command, lambda: runs.import_extensions(args.imports)) is None:
+        return runs.REFUSED
     old = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", bool(args.x64) or old)
     try:

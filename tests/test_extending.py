@@ -1,6 +1,8 @@
 """The extension points of the README's "Extending lesde": a gradient model and a
 metric, each one definition plus its registration, usable by name from a config."""
 
+import subprocess
+import sys
 from typing import ClassVar
 
 import jax
@@ -13,6 +15,7 @@ from scipy.integrate import solve_ivp
 
 import lesde
 from lesde import runs
+from lesde.cli import main
 from lesde.metrics import METRICS, register_metric
 from lesde.models import AbstractGradient, GRADIENT_MODELS, register_gradient
 
@@ -106,3 +109,60 @@ def test_registration_is_checked(registries):
     # the LE-ODE refuses a gradient model that is not linear, by name
     with pytest.raises(ValueError, match="'margin'"):
         lesde.LEODE(lesde.LocallyElastic(1.0, 0.0), "margin", 3)
+
+
+EXTENSION = '''
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from lesde.metrics import register_metric
+from lesde.models import AbstractGradient, register_gradient
+
+
+@register_gradient
+class Margin(AbstractGradient):
+    name: ClassVar[str] = "margin"
+    is_linear: ClassVar[bool] = False
+    head_matrix: None = None
+
+    def __call__(self, x, k, num_classes):
+        e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
+        own = jnp.sum(x * e, axis=-1, keepdims=True)
+        return -jax.nn.softplus(1 - own) * e
+
+
+def class_mean_norm(t, x, model):
+    return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
+
+
+register_metric("class_mean_norm", class_mean_norm)
+'''
+
+
+def test_the_command_line_imports_extensions(tmp_path):
+    ext = tmp_path / "margin_ext.py"
+    ext.write_text(EXTENSION)
+    cfg = tmp_path / "margin.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    run = subprocess.run(
+        [sys.executable, "-m", "lesde.cli", "sweep", str(cfg), "--out", str(tmp_path / "out"),
+         "--quiet", "--import", str(ext)], capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "class_mean_norm (mean over seeds" in run.stdout
+    with xr.open_dataset(tmp_path / "out" / "sweep.nc", engine="scipy") as ds:
+        assert np.isfinite(ds["class_mean_norm"].values).all()
+
+
+def test_a_bad_extension_is_refused_before_anything_runs(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def f(:\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    for ext, match in ((tmp_path / "missing.py", "FileNotFoundError: no such file"),
+                       (broken, "SyntaxError"), ("no_such_module_xyz", "ModuleNotFoundError")):
+        code = main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--import", str(ext)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"lesde sweep: --import {ext}: {match}" in err, err
+    assert not (tmp_path / "o").exists()

@@ -10,7 +10,8 @@ reports, and returns the command's exit status.
 - `train_command` (`run_trajectories`, `run_separation`): training real networks;
 - `fit_command` (`build_fit`, `closed_form_estimates`, `run_fit`, `fit_dataset`): a fit
   of an LE-ODE / LE-SDE to a trajectory log;
-- `plot_command`: the pictures of a sweep result.
+- `plot_command`: the pictures of a sweep result;
+- `import_extensions`: the modules of `--import` (gradient models, metrics of one's own).
 """
 
 from ._config import (
@@ -23,6 +24,7 @@ from ._config import (
     SpringRunConfig as SpringRunConfig,
     SweepConfig as SweepConfig,
 )
+from ._extensions import import_extensions as import_extensions
 from ._fit import (
     closed_form_estimates as closed_form_estimates,
     fit_command as fit_command,
@@ -35,7 +37,11 @@ from ._fit_config import (
     load_fit_config as load_fit_config,
 )
 from ._plot import plot_command as plot_command
-from ._report import flagged_warning as flagged_warning
+from ._report import (
+    checked as checked,
+    flagged_warning as flagged_warning,
+    REFUSED as REFUSED,
+)
 from ._simulate import run_simulation as run_simulation, simulate_command as simulate_command
 from ._spring import run_spring as run_spring, spring_command as spring_command, spring_theory as spring_theory
 from ._sweep import run_sweep as run_sweep, sweep_command as sweep_command
