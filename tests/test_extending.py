@@ -3,10 +3,6 @@ metric, each one definition plus its registration, usable by name from a config.
 
 import subprocess
 import sys
-from typing import ClassVar
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
@@ -17,7 +13,7 @@ import lesde
 from lesde import runs
 from lesde.cli import main
 from lesde.metrics import METRICS, register_metric
-from lesde.models import AbstractGradient, GRADIENT_MODELS, register_gradient
+from lesde.models import GRADIENT_MODELS, register_gradient
 
 
 @pytest.fixture
@@ -30,25 +26,57 @@ def registries():
         registry.update(old)
 
 
-def _define_margin():
-    @register_gradient
-    class Margin(AbstractGradient):
-        """G(x, k) = -softplus(1 - x_k) e_k: pulls the own logit up to 1."""
+MARGIN = '''
+from typing import ClassVar
 
-        name: ClassVar[str] = "margin"
-        is_linear: ClassVar[bool] = False
-        head_matrix: None = None
+import jax
+import jax.numpy as jnp
+from lesde.models import AbstractGradient, register_gradient
 
-        def __call__(self, x, k, num_classes):
-            e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
-            own = jnp.sum(x * e, axis=-1, keepdims=True)
-            return -jax.nn.softplus(1 - own) * e
 
-    return Margin
+@register_gradient
+class Margin(AbstractGradient):
+    """G(x, k) = -softplus(1 - x_k) e_k: pulls the own logit up to 1."""
+
+    name: ClassVar[str] = "margin"
+    is_linear: ClassVar[bool] = False
+    head_matrix: None = None
+
+    def __call__(self, x, k, num_classes):
+        e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
+        own = jnp.sum(x * e, axis=-1, keepdims=True)
+        return -jax.nn.softplus(1 - own) * e
+'''
+"""The README's gradient model: run in the test (`_define_margin`) and written as an
+extension module for the command line (`EXTENSION`)."""
+
+METRIC = '''
+import jax.numpy as jnp
 
 
 def class_mean_norm(t, x, model):
     return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
+'''
+
+EXTENSION = MARGIN + METRIC + '''
+from lesde.metrics import register_metric
+
+register_metric("class_mean_norm", class_mean_norm)
+'''
+
+
+def _run(source: str) -> dict:
+    namespace: dict = {}
+    exec(source, namespace)
+    return namespace
+
+
+def _define_margin():
+    """Defines and registers the Margin gradient model; returns its class."""
+    return _run(MARGIN)["Margin"]
+
+
+class_mean_norm = _run(METRIC)["class_mean_norm"]
 
 
 CONFIG = {
@@ -109,35 +137,6 @@ def test_registration_is_checked(registries):
     # the LE-ODE refuses a gradient model that is not linear, by name
     with pytest.raises(ValueError, match="'margin'"):
         lesde.LEODE(lesde.LocallyElastic(1.0, 0.0), "margin", 3)
-
-
-EXTENSION = '''
-from typing import ClassVar
-
-import jax
-import jax.numpy as jnp
-from lesde.metrics import register_metric
-from lesde.models import AbstractGradient, register_gradient
-
-
-@register_gradient
-class Margin(AbstractGradient):
-    name: ClassVar[str] = "margin"
-    is_linear: ClassVar[bool] = False
-    head_matrix: None = None
-
-    def __call__(self, x, k, num_classes):
-        e = jax.nn.one_hot(k, num_classes, dtype=x.dtype)
-        own = jnp.sum(x * e, axis=-1, keepdims=True)
-        return -jax.nn.softplus(1 - own) * e
-
-
-def class_mean_norm(t, x, model):
-    return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
-
-
-register_metric("class_mean_norm", class_mean_norm)
-'''
 
 
 def test_the_command_line_imports_extensions(tmp_path):

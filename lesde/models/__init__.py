@@ -27,6 +27,7 @@ from ._paths import (
     leaf_paths as leaf_paths,
     parse_path as parse_path,
     set_at as set_at,
+    set_paths as set_paths,
 )
 from ._schedule import (
     AbstractSchedule as AbstractSchedule,

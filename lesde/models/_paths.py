@@ -18,6 +18,7 @@ the same way, from the root of its `lesde.fit.Parameters` (whose model is `model
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
@@ -127,8 +128,21 @@ def set_at(tree: Any, path: str, value: Any):
     again (`check_tree`): a value the model refuses raises its ValueError, also for a
     value traced inside `lesde.solve.check_cells`, which records it for every cell.
 
-    A whole leaf keeps its shape (`value` is broadcast only from a scalar to a scalar
-    leaf); an entry takes a scalar."""
+    A whole leaf keeps its shape (`value` must have it); an entry takes a scalar."""
+    return set_paths(tree, {path: value})
+
+
+def set_paths(tree: Any, values: Mapping[str, Any]):
+    """`tree` with each {path: value} of `values` replaced as `set_at` does, then
+    checked once (`check_tree`)."""
+    for path, value in values.items():
+        tree = _replace(tree, path, value)
+    check_tree(tree)
+    return tree
+
+
+def _replace(tree: Any, path: str, value: Any):
+    """`tree` with the leaf (or entry) at `path` replaced, unchecked."""
     get, leaf, index = _leaf(tree, path)
     value = jnp.asarray(value)
     if not jnp.issubdtype(value.dtype, jnp.inexact):
@@ -139,9 +153,7 @@ def set_at(tree: Any, path: str, value: Any):
         raise ValueError(f"{path!r} takes an array of shape {want}, got shape {value.shape}")
     value = value.astype(old.dtype)
     new = value if index is None else old.at[index].set(value)
-    out = eqx.tree_at(get, tree, new)
-    check_tree(out)
-    return out
+    return eqx.tree_at(get, tree, new)
 
 
 def check_tree(tree: Any) -> None:

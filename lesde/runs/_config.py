@@ -67,7 +67,7 @@ from ..models import (
     Noise,
     PiecewiseLinear,
     PowerLaw,
-    set_at,
+    set_paths,
     SpringBlockMap,
     SpringBlockSDE,
 )
@@ -796,26 +796,22 @@ class SweepConfig(_Strict):
 
     def build(self, params: Mapping[str, Any]):
         """The model of one cell: the spec built with its own parameters from `params`,
-        then the model paths in `params` set (`lesde.models.set_at`)."""
+        then the model paths in `params` set (`lesde.models.set_paths`)."""
         own, paths = self._roles()
         model = self.model.build({k: params[k] for k in own})
-        for path in paths:
-            model = set_at(model, path, params[path])
-        return model
+        return set_paths(model, {path: params[path] for path in paths})
 
     @model_validator(mode="after")
     def _axes(self):
         _check_map_solve(self.model, self.solve)
         allowed = self.model.sweepable()
-        variables = {n for d in (self.sweep.derived or {}).values() for n in d.inputs}
-        swept = [(f"sweep.axes[{i}]", name) for i, axis in enumerate(self.sweep.axes)
-                 for name in axis]
-        swept += [(f"sweep.derived.{name}", name) for name in self.sweep.derived or {}]
-        base = None
-        for where, name in swept:
-            if name in allowed or (name in variables and not _is_path_like(name)):
-                continue
-            base = self.model.build() if base is None else base
+        _, paths = self._roles()
+        location = {name: f"sweep.axes[{i}]" for i, axis in enumerate(self.sweep.axes)
+                    for name in axis}
+        location.update({name: f"sweep.derived.{name}" for name in self.sweep.derived or {}})
+        base = self.model.build() if paths else None
+        for name in paths:
+            where = location[name]
             try:
                 value = get_at(base, name)
             except ValueError as e:

@@ -13,7 +13,7 @@ from ..io import check_output_dir, INTERRUPTED, output_lock, OutputError, remove
 from ..io._sweep_io import RESULT_NAME
 from ..metrics import METRIC_DIMS, metrics_fn
 from ..plot import _params_on, plot_load_curves, plot_phase_diagram
-from ..solve import fingerprint_of, Grid, status_counts, sweep
+from ..solve import fingerprint_of, status_counts, sweep
 from ._config import ConfigError, is_map, load_config, SweepConfig
 from ._report import flagged_warning, warn
 
@@ -120,11 +120,9 @@ def sweep_command(
 
 def _sweep_into(config, out: Path, chunk_size, progress: bool) -> int:
     s = config.sweep
-    axes = s.grid_axes()
-    cells = Grid(axes).num_cells
     print(
         f"lesde {__version__}: sweep of the {config.model.describe()} over "
-        f"{' x '.join('+'.join(a) for a in axes)} = {cells} cells x {s.seeds} seeds on "
+        f"{' x '.join('+'.join(a) for a in s.axes)} = {s.num_cells} cells x {s.seeds} seeds on "
         f"{len(jax.devices())} {jax.default_backend()} device(s), "
         f"{'float64' if jax.config.jax_enable_x64 else 'float32'}"
     )
@@ -136,7 +134,7 @@ def _sweep_into(config, out: Path, chunk_size, progress: bool) -> int:
     png = out / SWEEP_PICTURES[0]
     plot_phase_diagram(ds, path=png)
     pictures = str(png)
-    if "gains" in ds.data_vars and len(Grid(axes).shape) >= 2:
+    if "gains" in ds.data_vars and len(s.shape) >= 2:
         curves = out / SWEEP_PICTURES[1]
         plot_load_curves(ds, path=curves)
         pictures += f" and {curves}"
