@@ -54,7 +54,7 @@ SEP = {
     "train": {"seeds": 2, "epochs": 2},
 }
 FIT = {
-    "model": {"kind": "leode", "impact": {"time": "constant", "alpha": 1.0e-3}},
+    "model": {"kind": "le_ode", "impact": {"time": "constant", "alpha": 1.0e-3}},
     "loss": {"kind": "class_mean", "num_steps": 50},
 }
 
@@ -278,7 +278,7 @@ CATALOGUE = {
     "fit-knots-beyond-int32": ("fit", {M + ("impact",): {"time": "piecewise", "knots": 2**31}},
                                r"model\.impact\.knots: a number of knots must be in "
                                r"\[2, 2\*\*31 - 1\], got 2147483648"),
-    "fit-ensemble-too-big": ("fit", {M + ("kind",): "lesde", M + ("samples_per_class",): 10**6,
+    "fit-ensemble-too-big": ("fit", {M + ("kind",): "le_sde", M + ("samples_per_class",): 10**6,
                                      ("loss", "ensemble"): 10**6},
                              r"loss\.ensemble: 10\^6 members x 10\^6 samples per class x 2 classes x "
                              r"2 features need 32 TB for the LE-SDE ensemble's states" + r".*" + HAS),

@@ -198,7 +198,7 @@ CASES = [
      F.FitDataError, r"^run/log\.nc \(class-mean logits of 4-step windows\): the class means do "
      r"not vary .*the closest changes by 0, not above 0\.000119"),
     ("log with constant logits, moment loss",
-     lambda tmp: _build({"model": {"kind": "lesde"}, "loss": {"kind": "moments"}},
+     lambda tmp: _build({"model": {"kind": "le_sde"}, "loss": {"kind": "moments"}},
                         _log(lambda t: np.ones((t.size, K)))),
      F.FitDataError, r"^run/log\.nc \(class moments of the logits in 4-step windows\): the class "
      r"means do not vary .*; and the class covariances do not vary"),

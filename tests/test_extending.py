@@ -1,5 +1,6 @@
-"""The extension points of the README's "Extending lesde": a gradient model and a
-metric, each one definition plus its registration, usable by name from a config."""
+"""The extension points of the README's "Extending lesde": a gradient model, a kind of
+noise and a metric, each one definition plus its registration, usable by name from a
+config."""
 
 import subprocess
 import sys
@@ -13,15 +14,15 @@ import lesde
 from lesde import runs
 from lesde.cli import main
 from lesde.metrics import METRICS, register_metric
-from lesde.models import GRADIENT_MODELS, register_gradient
+from lesde.models import GRADIENT_MODELS, NOISES, register_gradient
 
 
 @pytest.fixture
 def registries():
     """Registrations made by a test are undone after it."""
-    saved = dict(GRADIENT_MODELS), dict(METRICS)
+    saved = dict(GRADIENT_MODELS), dict(NOISES), dict(METRICS)
     yield
-    for registry, old in zip((GRADIENT_MODELS, METRICS), saved):
+    for registry, old in zip((GRADIENT_MODELS, NOISES, METRICS), saved):
         registry.clear()
         registry.update(old)
 
@@ -58,7 +59,28 @@ def class_mean_norm(t, x, model):
     return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
 '''
 
-EXTENSION = MARGIN + METRIC + '''
+COMMON = '''
+from typing import ClassVar
+
+import jax.numpy as jnp
+from lesde.models import AbstractNoise, register_noise
+
+
+@register_noise
+class Common(AbstractNoise):
+    """sigma(t) dW on every sample i, one W in R^p for all."""
+
+    name: ClassVar[str] = "common"
+
+    def brownian_shape(self, classes, dim):
+        return (1, dim)
+
+    def apply(self, sigma, dw, classes):
+        return jnp.broadcast_to(sigma * dw, (classes.num_samples, dw.shape[-1]))
+'''
+"""The README's kind of noise."""
+
+EXTENSION = MARGIN + COMMON + METRIC + '''
 from lesde.metrics import register_metric
 
 register_metric("class_mean_norm", class_mean_norm)
@@ -117,6 +139,43 @@ def test_a_registered_gradient_model_and_metric_run_from_a_config(registries, tm
     np.testing.assert_allclose(norm[1, 0], float(traj.ys["n"][-1]), rtol=1e-5)
 
 
+def test_a_registered_noise_runs_from_a_config(registries, tmp_path):
+    # E = 0 and X(0) = 0: sample i is sigma W(t) + s W_i(t), one W in R^p for all and
+    # one W_i per sample (independent noise s), so the mean of a class of n samples is
+    # sigma W(t) + s (sum of n W_i) / n and |class mean|^2 has mean (sigma^2 + s^2/n) p t
+    # (the metric averages the norms of the K class means, which differ only by the
+    # small independent part)
+    cfg = {
+        "model": {"gradient": "identity", "num_classes": 3, "per_class": 4,
+                  "impact": {"alpha": 0.0, "beta": 0.0},
+                  "noise": {"independent": 0.05, "common": 0.1}, "init": {"std": 0.0}},
+        "sweep": {"axes": [{"noise.common": [0.1, 0.3]}], "seeds": 400,
+                  "metrics": ["class_mean_norm"]},
+        "solve": {"t1": 2.0, "dt": 0.5},
+    }
+    with pytest.raises(runs.ConfigError, match=r"unknown noise 'common'"):
+        runs.parse_config(cfg, schema=runs.SweepConfig)
+    _run(COMMON)
+    register_metric("class_mean_norm", class_mean_norm)
+    by_path = {**cfg, "sweep": {**cfg["sweep"],
+                                "axes": [{"noise.terms.common.sigma.value": [0.1, 0.3]}]}}
+    norms = []
+    for name, c in (("spec", cfg), ("path", by_path)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(c))
+        assert runs.sweep_command(path, tmp_path / name, progress=False) == 0
+        with xr.open_dataset(tmp_path / name / "sweep.nc", engine="scipy") as ds:
+            norms.append(ds["class_mean_norm"].values)
+    np.testing.assert_array_equal(*norms)  # the same parameter under its two names
+    for i, sigma in enumerate((0.1, 0.3)):
+        # the mean of 400 draws of chi^2_3 / 3 has relative standard deviation 0.041
+        want = (sigma**2 + 0.05**2 / 4) * 3 * 2.0
+        np.testing.assert_allclose(np.mean(norms[0][i] ** 2), want, rtol=0.2)
+    with pytest.raises(runs.ConfigError, match=r"common must be >= 0, got -0.1"):
+        runs.parse_config({**cfg, "model": {**cfg["model"], "noise": {"common": -0.1}}},
+                          schema=runs.SweepConfig)
+
+
 def test_registration_is_checked(registries):
     margin = _define_margin()
     assert register_gradient(margin) is margin  # registering the same class again is fine
@@ -143,7 +202,8 @@ def test_the_command_line_imports_extensions(tmp_path):
     ext = tmp_path / "margin_ext.py"
     ext.write_text(EXTENSION)
     cfg = tmp_path / "margin.yaml"
-    cfg.write_text(yaml.safe_dump(CONFIG))
+    config = {**CONFIG, "model": {**CONFIG["model"], "noise": {"independent": 0.01, "common": 0.01}}}
+    cfg.write_text(yaml.safe_dump(config))
     run = subprocess.run(
         [sys.executable, "-m", "lesde.cli", "sweep", str(cfg), "--out", str(tmp_path / "out"),
          "--quiet", "--import", str(ext)], capture_output=True, text=True,

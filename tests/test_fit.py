@@ -123,7 +123,7 @@ def test_moment_matching_recovers_alpha_beta_and_sigma_k3():
     m = res.params.model
     assert float(m.impact.alpha(0.0)) == pytest.approx(alpha, rel=0.05)
     assert float(m.impact.beta(0.0)) == pytest.approx(beta, abs=0.1 * alpha)
-    assert abs(float(m.noise.independent(0.0))) == pytest.approx(sigma, rel=0.1)
+    assert abs(float(m.noise.level("independent")(0.0))) == pytest.approx(sigma, rel=0.1)
 
 
 @pytest.mark.slow  # long; the moment loss's gradient is checked against finite differences by default
@@ -146,7 +146,7 @@ def test_moment_matching_recovers_alpha_beta_and_sigma_k10():
     m = res.params.model
     assert float(m.impact.alpha(0.0)) == pytest.approx(alpha, rel=0.05)
     assert float(m.impact.beta(0.0)) == pytest.approx(beta, abs=0.05 * alpha)
-    assert abs(float(m.noise.independent(0.0))) == pytest.approx(sigma, rel=0.1)
+    assert abs(float(m.noise.level("independent")(0.0))) == pytest.approx(sigma, rel=0.1)
 
 
 def _transition_case(K, per, impact, sigma, steps, replicas, seed):
@@ -369,7 +369,7 @@ def test_bootstrap_over_trials_of_a_log():
     assert boot.shape == (4, 2) and np.all(boot.std(0) > 0)
     rep = F.fit_report(res, loss, bootstrap_samples=boot)
     assert rep["uncertainty"].startswith("bootstrap")
-    assert rep["parameters"]["model.impact.alpha.value"]["value"] == pytest.approx(0.03, rel=0.2)
+    assert rep["parameters"]["impact.alpha.value"]["value"] == pytest.approx(0.03, rel=0.2)
 
 
 # ------------------------------------------------------------------------------
@@ -394,13 +394,13 @@ def test_parameters_entering_only_through_their_difference_get_no_stderr():
     ts = np.linspace(0.0, 200.0, 11)
     loss = F.ClassMeanLoss(F.ClassMeans(ts, _solve_class_means(truth, ts, x0)), num_steps=20)
     rep = F.fit_report(_unfitted(F.Parameters(truth), loss, 200.0), loss)
-    for name in ("model.impact.alpha.value", "model.impact.beta.value"):
+    for name in ("impact.alpha.value", "impact.beta.value"):
         assert math.isnan(rep["parameters"][name]["stderr"])
         assert rep["parameters"][name]["identified"] is False
         assert rep["parameters"][name]["value"] == pytest.approx(4e-3 if "alpha" in name else 1e-3)
     rank = rep["covariance_rank"]
     assert rank["rank"] == 1 and rank["parameters"] == 2
-    assert rank["not_identified"] == ["model.impact.alpha.value", "model.impact.beta.value"]
+    assert rank["not_identified"] == ["impact.alpha.value", "impact.beta.value"]
     assert rank["rtol"] == pytest.approx(math.sqrt(float(jnp.finfo(jnp.zeros(()).dtype).eps)))
     text = dump_json(rep)
     assert "NaN" not in text and '"stderr": null' in text
@@ -419,7 +419,7 @@ def test_a_knot_no_data_time_depends_on_gets_no_stderr():
     loss = F.ClassMeanLoss(F.ClassMeans(ts, _solve_class_means(truth, ts, x0)), num_steps=20)
     rep = F.fit_report(_unfitted(F.Parameters(truth), loss, 100.0), loss)
     params = rep["parameters"]
-    dead = [n for n in params if n.startswith("model.impact.schedule.values[2,")]
+    dead = [n for n in params if n.startswith("impact.schedule.values[2,")]
     assert len(dead) == 4 and rep["covariance_rank"]["not_identified"] == dead
     assert rep["covariance_rank"]["rank"] == 8
     for name, p in params.items():

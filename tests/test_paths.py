@@ -52,8 +52,12 @@ def test_set_at_replaces_one_entry_and_nothing_else():
     ("impact.matrix", r"impact \(General\) has no field 'matrix'; its fields are \['schedule'\]"),
     ("impact.schedule.value[3,0]", r"index \[3, 0\] is outside the shape \(3, 3\)"),
     ("impact.schedule.value[0]", r"index \[0\] is outside the shape \(3, 3\)"),
-    ("noise.independent", r"is a Constant, not an array of floats; the numbers under 'noise' "
-                          r"are \['noise.independent.value'\]"),
+    ("noise.independent", r"noise \(Noise\) has no field 'independent'; its fields are "
+                          r"\['terms'\]"),
+    ("noise.terms.first.sigma", r"noise.terms \(dict\) has no key 'first'; its keys are "
+                                r"\['independent'\]"),
+    ("noise.terms.independent.sigma", r"is a Constant, not an array of floats; the numbers under 'noise' "
+                          r"are \['noise.terms.independent.sigma.value'\]"),
     ("classes.labels", r"is an array of int32, not an array of floats"),
 ])
 def test_bad_paths_are_named(path, match):
@@ -63,7 +67,7 @@ def test_bad_paths_are_named(path, match):
 
 def test_set_at_checks_the_model_again():
     with pytest.raises(ValueError, match=r"noise.independent sigma must be >= 0, got -0.1"):
-        set_at(_general(), "noise.independent.value", -0.1)
+        set_at(_general(), "noise.terms.independent.sigma.value", -0.1)
     with pytest.raises(ValueError, match=r"init_std must be >= 0, got -1.0"):
         set_at(_general(), "init_std", -1.0)
     spring = lesde.SpringBlockMap()
@@ -82,11 +86,11 @@ def test_set_at_checks_the_model_again():
 def test_a_fit_names_its_parameters_by_the_same_paths():
     params = F.Parameters(lesde.LEODE(lesde.General(np.asarray(E)), "identity", 3))
     names = F.parameter_names(params, F.free_parameters(params))
-    assert len(names) == 9 and "model.impact.schedule.value[0,1]" in names
+    assert len(names) == 9 and "impact.schedule.value[0,1]" in names
     paths = leaf_paths(params.model)
-    for name in names:  # the model's path under the parameters' root `model.`
-        assert name.removeprefix("model.") in paths
-        assert get_at(params, name) == get_at(params.model, name.removeprefix("model."))
+    for name in names:  # the model's own paths, as sweeps name them
+        assert name in paths
+        assert get_at(params.model, name) == get_at(params, f"model.{name}")
 
 
 def test_result_names_are_identifiers():
@@ -148,8 +152,8 @@ def test_a_sweep_over_an_entry_of_a_general_impact_matrix(tmp_path):
     (lambda c: c["sweep"]["axes"].append({"impact.schedule.value": [1.0]}),
      r"'impact.schedule.value' is an array of shape \(3, 3\); sweep one entry of it, e.g. "
      r"impact.schedule.value\[0,0\]"),
-    (lambda c: c["sweep"]["axes"].append({"noise.independent.value": [0.1, -0.2]}),
-     r"cell 1 \(.*noise.independent.value = -0.2\): noise.independent sigma must be >= 0, "
+    (lambda c: c["sweep"]["axes"].append({"noise.terms.independent.sigma.value": [0.1, -0.2]}),
+     r"cell 1 \(.*noise.terms.independent.sigma.value = -0.2\): noise.independent sigma must be >= 0, "
      r"got -0.2 \(2 of 4 fail this check\)"),
     (lambda c: c["sweep"]["axes"].append({"ratio": [1.0]}),
      r"'ratio' is not a sweepable parameter.*a name that is neither is a variable only if "

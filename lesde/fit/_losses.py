@@ -427,7 +427,7 @@ class TransitionLoss(AbstractLoss):
     def check(self, params):
         _check_model(params, self.data.num_classes, self.data.dim)
         model = params.model
-        if not isinstance(model, LESDE) or model.noise.independent is None:
+        if not isinstance(model, LESDE) or model.noise.level("independent") is None:
             raise ValueError(
                 "the transition likelihood needs an LESDE with independent noise "
                 "(Noise(independent=sigma)); without it the transition density is singular"

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 from .._checks import as_float_array, check_finite, check_shape, show
 from ..models._impact import General, LocallyElastic
 from ..models._le_sde import LEODE, LESDE
+from ..models._paths import entry_paths, key_path
 from ..models._schedule import (
     AbstractSchedule,
     Constant,
@@ -61,9 +62,8 @@ def _schedules(model) -> list[tuple[str, Callable, str]]:
     else:  # pragma: no cover - LEODE/LESDE check their impact
         raise ValueError(f"cannot fit an impact of type {type(imp).__name__}")
     if isinstance(model, LESDE):
-        for name in ("independent", "shared"):
-            if getattr(model.noise, name) is not None:
-                out.append((f"noise.{name}", lambda m, name=name: getattr(m.noise, name), "noise"))
+        for name in model.noise.terms:
+            out.append((f"noise.{name}", lambda m, name=name: m.noise.terms[name].sigma, "noise"))
     return out
 
 
@@ -267,14 +267,13 @@ def check_knots(knots: Any, ts: np.ndarray) -> list[float]:
 
 def parameter_names(params: Parameters, spec: Parameters) -> list[str]:
     """Names of the free scalars, in the order of `jax.flatten_util.ravel_pytree` of
-    the free part, e.g. 'model.impact.schedule.value[0,1]'."""
+    the free part: a number of the model by its path in the model, as sweeps and
+    `lesde.models.get_at` name it (e.g. 'impact.schedule.value[0,1]'), an entry of the
+    explicit initial state as 'y0[i,j]'."""
     free, _ = eqx.partition(params, spec)
     names = []
-    for path, leaf in jtu.tree_flatten_with_path(free)[0]:
-        base = jtu.keystr(path).lstrip(".")
-        shape = np.shape(leaf)
-        if shape == ():
-            names.append(base)
-        else:
-            names += [f"{base}[{','.join(map(str, i))}]" for i in np.ndindex(shape)]
+    for keys, leaf in jtu.tree_flatten_with_path(free)[0]:
+        in_model = keys[0] == jtu.GetAttrKey("model")
+        base = key_path(keys[1:] if in_model else keys)
+        names += entry_paths(base, np.shape(leaf))
     return names

@@ -20,7 +20,16 @@ from ._gradient import (
 )
 from ._impact import AbstractImpact as AbstractImpact, General as General, LocallyElastic as LocallyElastic
 from ._le_sde import LEODE as LEODE, LESDE as LESDE
-from ._noise import Noise as Noise, NoiseTerm as NoiseTerm
+from ._noise import (
+    AbstractNoise as AbstractNoise,
+    Independent as Independent,
+    Noise as Noise,
+    noise_kind as noise_kind,
+    NOISES as NOISES,
+    NoiseTerm as NoiseTerm,
+    register_noise as register_noise,
+    Shared as Shared,
+)
 from ._paths import (
     check_tree as check_tree,
     get_at as get_at,

@@ -7,13 +7,13 @@ it, joined by dots, and optionally one entry of it by its index in brackets:
     impact.alpha.value               the value of a constant alpha(t)
     impact.schedule.value[0,1]       entry (0, 1) of a constant General impact matrix
     impact.schedule.values[2,0,1]    entry (0, 1) of its third knot (PiecewiseLinear)
-    noise.independent.value          sigma_ind of a constant noise
+    noise.terms.independent.sigma.value   sigma_ind of a constant noise
     friction.mu_fwd                  the forward friction of a spring-block model
 
-It is `jax.tree_util.keystr` of the leaf's key path without the leading dot, plus the
-entry's index: `leaf_paths` lists them, `get_at` reads one, `set_at` replaces one
+It is the leaf's key path (attribute names, and the keys of dicts such as
+`Noise.terms`), joined by dots, plus the entry's index: `leaf_paths` lists them, `get_at` reads one, `set_at` replaces one
 (with `equinox.tree_at`) and checks the model again. A fit names its free parameters
-the same way, from the root of its `lesde.fit.Parameters` (whose model is `model.`).
+the same way (`lesde.fit.parameter_names`).
 """
 
 import dataclasses
@@ -50,6 +50,28 @@ def _is_number_leaf(x: Any) -> bool:
     )
 
 
+def key_path(keys: tuple) -> str:
+    """The path of a jax key path (`jax.tree_util.tree_flatten_with_path`): attribute
+    names and identifier dict keys joined by dots, other keys as `jax.tree_util.keystr`
+    writes them."""
+    out = ""
+    for k in keys:
+        if isinstance(k, jtu.GetAttrKey):
+            out += f".{k.name}"
+        elif isinstance(k, jtu.DictKey) and isinstance(k.key, str) and k.key.isidentifier():
+            out += f".{k.key}"
+        else:
+            out += jtu.keystr((k,))
+    return out.lstrip(".")
+
+
+def entry_paths(base: str, shape: tuple[int, ...]) -> list[str]:
+    """`base` for a scalar, else `base[i,j,...]` for each entry of an array of `shape`."""
+    if shape == ():
+        return [base]
+    return [f"{base}[{','.join(map(str, i))}]" for i in np.ndindex(shape)]
+
+
 def leaf_paths(tree: Any, *, entries: bool = True) -> list[str]:
     """The paths of the floating-point leaves of `tree` (each entry of an array leaf with
     `entries`), in the order of `jax.tree_util.tree_flatten`."""
@@ -57,12 +79,9 @@ def leaf_paths(tree: Any, *, entries: bool = True) -> list[str]:
     for key, leaf in jtu.tree_flatten_with_path(tree)[0]:
         if not _is_number_leaf(leaf):
             continue
-        base = jtu.keystr(key).lstrip(".")
+        base = key_path(key)
         shape = np.shape(leaf)
-        if not entries or shape == ():
-            out.append(base)
-        else:
-            out += [f"{base}[{','.join(map(str, i))}]" for i in np.ndindex(shape)]
+        out += entry_paths(base, shape if entries else ())
     return out
 
 
@@ -72,20 +91,16 @@ def _leaf(tree: Any, path: str):
     names, index = parse_path(path)
     node = tree
     for depth, name in enumerate(names):
-        if not isinstance(node, eqx.Module) or name not in {
-            f.name for f in dataclasses.fields(node)
-        }:
+        fields = _fields(node)
+        if name not in fields:
             here = ".".join(names[:depth]) or "the model"
-            fields = (
-                sorted(f.name for f in dataclasses.fields(node))
-                if isinstance(node, eqx.Module) else []
-            )
+            what = "key" if isinstance(node, Mapping) else "field"
             raise ValueError(
-                f"{path!r}: {here} ({type(node).__name__}) has no field {name!r}"
-                + (f"; its fields are {fields}" if fields else "")
+                f"{path!r}: {here} ({type(node).__name__}) has no {what} {name!r}"
+                + (f"; its {what}s are {sorted(fields)}" if fields else "")
                 + _hint(tree, path)
             )
-        node = getattr(node, name)
+        node = _child(node, name)
     if not _is_number_leaf(node):
         what = (
             f"an array of {np.asarray(node).dtype}" if isinstance(node, (jax.Array, np.ndarray))
@@ -103,10 +118,23 @@ def _leaf(tree: Any, path: str):
 
     def get(t):
         for name in names:
-            t = getattr(t, name)
+            t = _child(t, name)
         return t
 
     return get, node, index
+
+
+def _fields(node: Any) -> list[str]:
+    """The names a path can take below `node`: a module's fields, a dict's string keys."""
+    if isinstance(node, eqx.Module):
+        return [f.name for f in dataclasses.fields(node)]
+    if isinstance(node, Mapping):
+        return [k for k in node if isinstance(k, str)]
+    return []
+
+
+def _child(node: Any, name: str) -> Any:
+    return node[name] if isinstance(node, Mapping) else getattr(node, name)
 
 
 def _hint(tree: Any, path: str) -> str:

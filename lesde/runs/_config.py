@@ -65,6 +65,7 @@ from ..models import (
     LESDE,
     LocallyElastic,
     Noise,
+    noise_kind,
     PiecewiseLinear,
     PowerLaw,
     set_paths,
@@ -267,14 +268,36 @@ class ImpactSpec(_Strict):
         return General(np.asarray(self.matrix, dtype=float))
 
 
-class NoiseSpec(_Strict):
+class _NoiseLevels(_Strict):
+    """Noise levels by kind: `independent`, `shared`, or the name of any kind registered
+    with `lesde.models.register_noise`; absent or null: off."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def levels(self) -> dict[str, Any]:
+        """Kind name -> level, of the kinds given."""
+        given = {**{k: getattr(self, k) for k in type(self).model_fields}, **self.model_extra}
+        return {k: v for k, v in given.items() if v is not None}
+
+    @model_validator(mode="after")
+    def _registered(self):
+        for name in self.model_extra:
+            noise_kind(name)
+        return self
+
+
+class NoiseSpec(_NoiseLevels):
+    """Noise levels by kind (a number or a schedule, >= 0): `independent` (one Brownian
+    motion per sample), `shared` (one per class) or a registered kind."""
+
+    __pydantic_extra__: dict[str, Schedule | None]
     independent: Schedule | None = None
     shared: Schedule | None = None
 
     @model_validator(mode="after")
     def _nonneg(self):
-        _nonneg_schedule("independent", self.independent)
-        _nonneg_schedule("shared", self.shared)
+        for name, level in self.levels().items():
+            _nonneg_schedule(name, level)
         return self
 
 
@@ -336,8 +359,8 @@ class ModelSpec(_Strict):
         out = _sweepable(self.impact.alpha, "impact.alpha") + _sweepable(
             self.impact.beta, "impact.beta"
         )
-        out += _sweepable(self.noise.independent, "noise.independent")
-        out += _sweepable(self.noise.shared, "noise.shared")
+        for name, level in self.noise.levels().items():
+            out += _sweepable(level, f"noise.{name}")
         return out + ["init.mean", "init.std"]
 
     def build(self, overrides: Mapping[str, Any] = {}) -> LESDE:
@@ -351,12 +374,10 @@ class ModelSpec(_Strict):
             self.impact.build(ov),
             gradient_model(self.gradient),
             classes,
-            noise=Noise(
-                None
-                if self.noise.independent is None
-                else _build(self.noise.independent, "noise.independent", ov),
-                None if self.noise.shared is None else _build(self.noise.shared, "noise.shared", ov),
-            ),
+            noise=Noise(**{
+                name: _build(level, f"noise.{name}", ov)
+                for name, level in self.noise.levels().items()
+            }),
             dim=self.dim,
             init_mean=ov.get("init.mean", self.init.mean),
             init_std=ov.get("init.std", self.init.std),

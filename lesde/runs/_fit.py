@@ -185,7 +185,7 @@ def _fmt(v, width=11):
 def _print_parameters(params: dict) -> None:
     print(f"{'parameter':<30} {'value':>11} {'stderr':>11}")
     for name, p in params.items():
-        print(f"{name.removeprefix('model.'):<30} {_fmt(p['value'])} {_fmt(p['stderr'])}")
+        print(f"{name:<30} {_fmt(p['value'])} {_fmt(p['stderr'])}")
 
 
 def _print_fit_table(setup, result, report: dict, closed: dict | None) -> None:
@@ -193,14 +193,14 @@ def _print_fit_table(setup, result, report: dict, closed: dict | None) -> None:
     (or, for many parameters, the mean diagonal and off-diagonal of the fitted E(t)),
     goodness of fit and the closed-form estimates."""
     params = report["parameters"]
-    impact = {n: p for n, p in params.items() if n.startswith("model.impact.")}
+    impact = {n: p for n, p in params.items() if n.startswith("impact.")}
     rest = {n: p for n, p in params.items() if n not in impact}
     names = set(impact)
-    if setup.knots is not None and {f"model.impact.{a}.values[{i}]" for a in ("alpha", "beta")
+    if setup.knots is not None and {f"impact.{a}.values[{i}]" for a in ("alpha", "beta")
                                     for i in range(len(setup.knots))} == names:
         print(f"{'t':>10} {'alpha':>11} {'stderr':>11} {'beta':>11} {'stderr':>11}")
         for i, t in enumerate(setup.knots):
-            a, b = impact[f"model.impact.alpha.values[{i}]"], impact[f"model.impact.beta.values[{i}]"]
+            a, b = impact[f"impact.alpha.values[{i}]"], impact[f"impact.beta.values[{i}]"]
             print(f"{t:10.4g} {_fmt(a['value'])} {_fmt(a['stderr'])} {_fmt(b['value'])} {_fmt(b['stderr'])}")
     elif len(impact) <= 16:
         _print_parameters(impact)
@@ -280,7 +280,7 @@ def _fit_into(config, source, log, log_path, setup, out: Path, start: float, pro
     times = np.asarray(setup.loss.times)
     fitted = int((times <= setup.fit_until).sum())
     print(
-        f"lesde {__version__}: lesde fit of an {'LE-ODE' if m.kind == 'leode' else 'LE-SDE'} "
+        f"lesde {__version__}: lesde fit of an {'LE-ODE' if m.kind == 'le_ode' else 'LE-SDE'} "
         f"({m.gradient!r} gradient, {m.impact.form} impact, {m.impact.time} in time) by "
         f"{config.loss.kind} loss to {log_path}: K = {log.sizes['class']}, "
         f"{setup.log.sizes['trial']} trials, {log.sizes['step']} steps; fit window "

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .._checks import check_increasing
-from ._config import _Strict, check_memory, Count, GradientName, INT32_MAX, Seed
+from ._config import _NoiseLevels, _Strict, check_memory, Count, GradientName, INT32_MAX, Seed
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -94,25 +94,27 @@ class FitImpactSpec(_Strict):
         return self
 
 
-class FitNoiseSpec(_Strict):
+class FitNoiseSpec(_NoiseLevels):
     """Starting noise levels of an LE-SDE (constant in time): `independent` (one
-    Brownian motion per sample) and `shared` (one per class); null: none."""
+    Brownian motion per sample), `shared` (one per class) or a registered kind; null:
+    none."""
 
+    __pydantic_extra__: dict[str, NonNegative | None]
     independent: NonNegative | None = None
     shared: NonNegative | None = None
 
 
 class FitModelSpec(_Strict):
-    """The model: an LE-ODE of the class means ('leode') or an LE-SDE of
-    `samples_per_class` samples per class ('lesde'; its class means averaged over the
+    """The model: an LE-ODE of the class means ('le_ode') or an LE-SDE of
+    `samples_per_class` samples per class ('le_sde'; its class means averaged over the
     loss's ensemble; with the transition loss the samples are the log's training
-    samples); `gradient` the loss-gradient model ('ce' needs 'lesde');
+    samples); `gradient` the loss-gradient model ('ce' needs 'le_sde');
     `fit_noise`: fit the noise levels; `fit_initial`: fit the initial state (LE-ODE: the
     first class means; LE-SDE: init_mean and init_std), else it is held at the data's
-    values. A `samples_per_class` other than the default, or noise, with 'leode' is
+    values. A `samples_per_class` other than the default, or noise, with 'le_ode' is
     refused."""
 
-    kind: Literal["leode", "lesde"] = "leode"
+    kind: Literal["le_ode", "le_sde"] = "le_ode"
     gradient: GradientName = "identity"
     impact: FitImpactSpec = FitImpactSpec()
     noise: FitNoiseSpec = FitNoiseSpec()
@@ -122,20 +124,20 @@ class FitModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _kind(self):
-        if self.kind == "leode":
+        if self.kind == "le_ode":
             if self.gradient == "ce":
                 raise ValueError(
-                    "model.gradient 'ce' needs model.kind 'lesde': the class mean of the "
+                    "model.gradient 'ce' needs model.kind 'le_sde': the class mean of the "
                     "softmax-CE gradient is not the gradient of the class mean"
                 )
-            noisy = [k for k in ("independent", "shared") if getattr(self.noise, k) is not None]
+            noisy = list(self.noise.levels())
             if noisy:
                 raise ValueError(
-                    f"model.noise.{noisy[0]} applies to model.kind 'lesde' only (the "
+                    f"model.noise.{noisy[0]} applies to model.kind 'le_sde' only (the "
                     "LE-ODE has no noise)"
                 )
             if self.samples_per_class != 10:
-                raise ValueError("model.samples_per_class applies to model.kind 'lesde' only")
+                raise ValueError("model.samples_per_class applies to model.kind 'le_sde' only")
         return self
 
 
@@ -207,9 +209,9 @@ class FitConfig(_Strict):
     @model_validator(mode="after")
     def _loss_needs(self):
         kind = self.loss.kind
-        if kind in ("moments", "transition") and self.model.kind != "lesde":
+        if kind in ("moments", "transition") and self.model.kind != "le_sde":
             raise ValueError(
-                f"loss.kind {kind!r} needs model.kind 'lesde' (it compares samples, not "
+                f"loss.kind {kind!r} needs model.kind 'le_sde' (it compares samples, not "
                 "class means)"
             )
         if kind == "transition" and not self.model.noise.independent:
@@ -217,7 +219,7 @@ class FitConfig(_Strict):
                 "loss.kind 'transition' needs model.noise.independent > 0 (its starting "
                 "level): without independent noise the transition density is singular"
             )
-        if self.model.kind == "lesde" and kind != "transition":
+        if self.model.kind == "le_sde" and kind != "transition":
             check_memory("loss.ensemble", [
                 ("the LE-SDE ensemble's states (K = p = 2, the fewest a log has)",
                  {"members": self.loss.ensemble, "samples per class": self.model.samples_per_class,
@@ -447,7 +449,7 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
         eye = np.eye(K)
         impact = General(schedule((imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
 
-    if m.kind == "leode":
+    if m.kind == "le_ode":
         model = _named("model", LEODE, impact, m.gradient, K)
         y0 = None
         if m.fit_initial:
@@ -459,10 +461,7 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
             classes = Classes(np.asarray(loss.data.labels), K)
         else:
             classes = Classes.balanced(K, m.samples_per_class)
-        noise = Noise(
-            independent=None if m.noise.independent is None else Constant(m.noise.independent),
-            shared=None if m.noise.shared is None else Constant(m.noise.shared),
-        )
+        noise = Noise(**{name: Constant(level) for name, level in m.noise.levels().items()})
         first = log.isel(step=slice(0, 2 * d.window))  # ClassMoments needs 2 windows
         mom = _named("data.window", F.ClassMoments.from_log, first, window=d.window)
         w = np.asarray(mom.weight)[0]
