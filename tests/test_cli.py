@@ -76,7 +76,7 @@ def test_shipped_configs_validate_and_build(path):
     [
         (lambda c: c["model"].update(speed=3), r"model.speed: unknown key"),
         (lambda c: c["model"].update(gradient="mse"), r"model.gradient: Input should be"),
-        (lambda c: c["model"]["noise"].update(independent=-0.1), r"independent must be >= 0, got -0.1"),
+        (lambda c: c["model"]["noise"].update(independent=-0.1), r"noise.independent sigma must be >= 0, got -0.1"),
         (lambda c: c["model"]["impact"].pop("beta"), r"needs both alpha and beta"),
         (lambda c: c["solve"].update(dt="small"), r"solve.dt: Input should be a valid number"),
         (lambda c: c["solve"].update(dt=0.25, t1=1.1), r"whole number of steps"),

@@ -2,8 +2,13 @@
 noise and a metric, each one definition plus its registration, usable by name from a
 config."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
@@ -171,9 +176,41 @@ def test_a_registered_noise_runs_from_a_config(registries, tmp_path):
         # the mean of 400 draws of chi^2_3 / 3 has relative standard deviation 0.041
         want = (sigma**2 + 0.05**2 / 4) * 3 * 2.0
         np.testing.assert_allclose(np.mean(norms[0][i] ** 2), want, rtol=0.2)
-    with pytest.raises(runs.ConfigError, match=r"common must be >= 0, got -0.1"):
+    with pytest.raises(runs.ConfigError, match=r"noise.common sigma must be >= 0, got -0.1"):
         runs.parse_config({**cfg, "model": {**cfg["model"], "noise": {"common": -0.1}}},
                           schema=runs.SweepConfig)
+
+
+def _readme_block(marker: str) -> str:
+    """The README's Python code block that contains `marker`."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_a_new_model_family_simulates_and_sweeps_by_path():
+    ns = _run(_readme_block("class OrnsteinUhlenbeck"))
+    ou, set_paths = ns["OrnsteinUhlenbeck"], ns["set_paths"]
+    # Euler-Maruyama for dX = -theta X dt + sigma dW is exactly X_n = a X_{n-1} + sigma
+    # sqrt(dt) Z_n with a = 1 - theta dt: mean a^n x0, variance sigma^2 dt (1 - a^2n) /
+    # (1 - a^2)
+    theta, sigma, dt, n = 2.0, 0.5, 0.01, 100
+    a = 1 - theta * dt
+    model = ou(jnp.asarray(theta), jnp.asarray(sigma), jnp.ones(40_000))
+    x = np.asarray(lesde.simulate(model, t1=n * dt, dt=dt, key=jax.random.key(0)).ys[-1])
+    var = sigma**2 * dt * (1 - a ** (2 * n)) / (1 - a**2)
+    assert abs(x.mean() - a**n) < 5 * np.sqrt(var / x.size)
+    np.testing.assert_allclose(x.var(), var, rtol=5 * np.sqrt(2 / x.size))
+    # the README's sweep by the path `theta`: each cell's mean over 4 x 100 draws
+    ds = ns["ds"]
+    assert ds["theta"].attrs["path"] == "theta" and ds["status"].values.max() == 0
+    for th in (1.0, 2.0):
+        a = 1 - th * dt
+        sd = np.sqrt(sigma**2 * dt * (1 - a ** (2 * n)) / (1 - a**2) / 400)
+        assert abs(float(ds["mean"].sel(theta=th).mean()) - a**n) < 5 * sd
+    with pytest.raises(ValueError, match="theta must be > 0, got -1.0"):
+        set_paths(model, {"theta": -1.0})
 
 
 def test_registration_is_checked(registries):

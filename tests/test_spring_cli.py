@@ -107,8 +107,8 @@ def test_lesde_spring_default_config_is_the_authors_map():
     "edit, match",
     [
         (lambda c: c["model"].update(friction=0.1), r"model.spring_map.friction: unknown key"),
-        (lambda c: c["model"].update(mu_fwd=-0.1), r"model.spring_map.mu_fwd: Input should be greater than or equal to 0"),
-        (lambda c: c["model"].update(stiffness=0), r"model.spring_map.stiffness: Input should be greater than 0"),
+        (lambda c: c["model"].update(mu_fwd=-0.1), r"model.spring_map.mu_fwd: mu_fwd must be >= 0, got -0.1"),
+        (lambda c: c["model"].update(stiffness=0), r"model.spring_map.stiffness: stiffness must be > 0, got 0"),
         (lambda c: c["model"].update(num_blocks=0), r"model.spring_map.num_blocks: Input should be greater than or equal to 1"),
         (lambda c: c["model"].update(kind="spring"), r"model: Input tag 'spring' found using model_kind\(\) does not match"),
         (lambda c: c["model"].update(mu_back=0.2), r"give mu_back or mu_ratio, not both"),
@@ -129,7 +129,7 @@ def test_bad_spring_run_is_refused_before_computing(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump({"model": {"kind": "spring_sde", "noise": -1}, "solve": {"t1": 1, "dt": 0.1}}))
     assert main(["spring", str(cfg), "--out", str(tmp_path / "o")]) == 2
-    assert "model.spring_sde.noise: Input should be greater than or equal to 0" in capsys.readouterr().err
+    assert "model.spring_sde.noise: noise must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

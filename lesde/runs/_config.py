@@ -34,19 +34,22 @@ In YAML files numbers in exponent notation without a dot or an exponent sign (`1
 quoted values stay strings.
 """
 
+import inspect
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, get_origin, Literal
 
 import numpy as np
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    create_model,
     Discriminator,
     Field,
     Strict,
@@ -224,22 +227,6 @@ def _sweepable(s: Schedule | None, path: str) -> list[str]:
     return [path] if isinstance(s, (int, float)) else s.sweepable(path)
 
 
-def _nonneg_schedule(name: str, s: Schedule | None) -> None:
-    if s is None:
-        return
-    if isinstance(s, (int, float)):
-        if s < 0:
-            raise ValueError(f"{name} must be >= 0, got {s}")
-        return
-    vals = (
-        s.constant if s.constant is not None
-        else s.power_law.c if s.power_law is not None
-        else s.piecewise_linear.values
-    )
-    if (np.asarray(vals, dtype=float) < 0).any():
-        raise ValueError(f"{name} must be >= 0, got {vals}")
-
-
 class ImpactSpec(_Strict):
     """Either alpha and beta (locally elastic) or a K x K matrix."""
 
@@ -295,10 +282,16 @@ class NoiseSpec(_NoiseLevels):
     shared: Schedule | None = None
 
     @model_validator(mode="after")
-    def _nonneg(self):
-        for name, level in self.levels().items():
-            _nonneg_schedule(name, level)
+    def _checked_by_noise(self):
+        self.build()  # the levels are checked by Noise itself
         return self
+
+    def build(self, ov: Mapping[str, Any] = {}) -> Noise:
+        """The `Noise` of these levels; `ov` maps `noise.<kind>` (and `.c`, `.r`, `.t0`
+        of a power law) to values that replace the config's."""
+        return Noise(**{
+            name: _build(level, f"noise.{name}", ov) for name, level in self.levels().items()
+        })
 
 
 class InitSpec(_Strict):
@@ -374,30 +367,63 @@ class ModelSpec(_Strict):
             self.impact.build(ov),
             gradient_model(self.gradient),
             classes,
-            noise=Noise(**{
-                name: _build(level, f"noise.{name}", ov)
-                for name, level in self.noise.levels().items()
-            }),
+            noise=self.noise.build(ov),
             dim=self.dim,
             init_mean=ov.get("init.mean", self.init.mean),
             init_std=ov.get("init.std", self.init.std),
         )
 
 
-NonNeg = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+def _checked_by(model_cls: type, name: str) -> Callable[[Any], Any]:
+    """A validator of the argument `name` of `model_cls`: the model built with that
+    value (and its defaults otherwise) must accept it, so the config refuses what the
+    model refuses, with the model's own message."""
+
+    def check(value):
+        if value is not None:
+            model_cls(**{name: value})
+        return value
+
+    return check
+
+
+def _model_arguments(model_cls: type, nullable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pydantic fields for the arguments of `model_cls.__init__`, with its defaults: a
+    count for an `int` argument, the `Literal` of a choice, and for any other argument
+    a number checked by the model itself (`_checked_by`), or null where the default is
+    None or the argument is `nullable`."""
+    fields = {}
+    params = list(inspect.signature(model_cls.__init__).parameters.values())[1:]
+    for p in params:
+        if p.annotation is int:
+            kind = Count(1)
+        elif get_origin(p.annotation) is Literal:
+            kind = p.annotation
+        else:
+            kind = Annotated[float, AfterValidator(_checked_by(model_cls, p.name))]
+            if p.default is None or p.name in nullable:
+                kind = kind | None
+        fields[p.name] = (kind, p.default)
+    return fields
 
 
 class _SpringSpec(_Strict):
-    """What both spring-block variants share. `mu_back` defaults to `mu_fwd`;
-    `mu_ratio` (instead of `mu_back`) sets mu_back = mu_ratio * mu_fwd, so sweeping
-    mu_fwd keeps the asymmetry fixed."""
+    """What both spring-block variants share: their fields are the arguments of the
+    model (`model_class`), with its defaults, checked by the model. `mu_back` defaults
+    to `mu_fwd`; `mu_ratio` (instead of `mu_back`) sets mu_back = mu_ratio * mu_fwd,
+    so sweeping mu_fwd keeps the asymmetry fixed."""
 
-    num_blocks: Count(1) = 7
-    load: float = 1.0
-    control: Literal["displacement", "force"] = "displacement"
-    mu_back: NonNeg | None = None
-    mu_ratio: NonNeg | None = None
+    mu_ratio: Annotated[float, Field(ge=0)] | None = None
+
+    model_class: ClassVar[type]
+    STATE_ROWS: ClassVar[int] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_replaces_default_back(cls, data):
+        if isinstance(data, dict) and "mu_ratio" in data and "mu_back" not in data:
+            data = {**data, "mu_back": None}
+        return data
 
     @model_validator(mode="after")
     def _back(self):
@@ -410,8 +436,15 @@ class _SpringSpec(_Strict):
         check_memory("num_blocks", [("the state", {"state values": self.state_size()}, 8)])
         return self
 
-    SCALARS: ClassVar[tuple[str, ...]] = ()
-    STATE_ROWS: ClassVar[int] = 1
+    @classmethod
+    def scalars(cls) -> list[str]:
+        """The model's number arguments that a sweep may vary as such (mu_back and
+        load are added by `sweepable`)."""
+        return [
+            k for k, f in cls.model_fields.items()
+            if k not in ("kind", "num_blocks", "mu_back", "mu_ratio", "load")
+            and get_origin(f.annotation) is not Literal
+        ]
 
     def state_size(self) -> int:
         """Values in one state (positions, and velocities for the SDE)."""
@@ -419,66 +452,37 @@ class _SpringSpec(_Strict):
 
     def sweepable(self) -> list[str]:
         """Parameters a sweep may vary (mu_back/mu_ratio only when given)."""
-        return [k for k in self.SCALARS if getattr(self, k) is not None] + (
+        return [k for k in self.scalars() if getattr(self, k) is not None] + (
             ["mu_ratio"] if self.mu_ratio is not None
             else ["mu_back"] if self.mu_back is not None else []
-        )
+        ) + ["load"]
 
-    def _kwargs(self, ov: Mapping[str, Any]) -> dict[str, Any]:
-        kw = {k: ov.get(k, getattr(self, k)) for k in self.SCALARS if getattr(self, k) is not None}
+    def build(self, overrides: Mapping[str, Any] = {}):
+        """The model of this spec; `overrides` maps sweepable names to values."""
+        ov = overrides
+        kw = {k: ov.get(k, getattr(self, k)) for k in type(self).model_fields if k not in (
+            "kind", "mu_ratio")}
         if self.mu_ratio is not None:
             kw["mu_back"] = ov.get("mu_ratio", self.mu_ratio) * kw["mu_fwd"]
-        else:
-            kw["mu_back"] = ov.get("mu_back", self.mu_back)
-        return {**kw, "load": ov.get("load", self.load), "control": self.control}
+        return self.model_class(kw.pop("num_blocks"), **kw)
 
 
 class SpringMapSpec(_SpringSpec):
     """Variant A of the spring-block model (`kind: spring_map`, `lesde.SpringBlockMap`);
     defaults are the authors' setting. Solve with dt = 1: t1 counts map steps."""
 
-    kind: Literal["spring_map"]
-    stiffness: Positive = 1.0
-    mu_fwd: NonNeg = 0.1
-    noise: NonNeg = 0.1
-    eta: Positive = 0.01
-    SCALARS: ClassVar[tuple[str, ...]] = ("stiffness", "mu_fwd", "noise", "eta")
+    model_class: ClassVar[type] = SpringBlockMap
 
     def describe(self) -> str:
         return f"spring-block map (variant A), L = {self.num_blocks}, {self.control} control"
-
-    def sweepable(self) -> list[str]:
-        return super().sweepable() + ["load"]
-
-    def build(self, overrides: Mapping[str, Any] = {}) -> SpringBlockMap:
-        return SpringBlockMap(self.num_blocks, **self._kwargs(overrides))
 
 
 class SpringSDESpec(_SpringSpec):
     """Variant B of the spring-block model (`kind: spring_sde`, `lesde.SpringBlockSDE`);
     defaults are the authors' setting."""
 
-    kind: Literal["spring_sde"]
-    stiffness: Positive = 0.1
-    mass: Positive = 1.0
-    damping: NonNeg = 1.0
-    mu_fwd: NonNeg = 0.003
-    mu_back: NonNeg | None = 0.004
-    noise: NonNeg = 0.003
-    decay: NonNeg = 0.001
-    noise_kind: Literal["common", "independent"] = "common"
-    smoothing: Positive | None = None
-    SCALARS: ClassVar[tuple[str, ...]] = (
-        "stiffness", "mass", "damping", "mu_fwd", "noise", "decay", "smoothing"
-    )
+    model_class: ClassVar[type] = SpringBlockSDE
     STATE_ROWS: ClassVar[int] = 2
-
-    @model_validator(mode="before")
-    @classmethod
-    def _ratio_replaces_default_back(cls, data):
-        if isinstance(data, dict) and "mu_ratio" in data and "mu_back" not in data:
-            data = {**data, "mu_back": None}
-        return data
 
     def describe(self) -> str:
         return (
@@ -486,12 +490,15 @@ class SpringSDESpec(_SpringSpec):
             f"{self.noise_kind} noise, {self.control} control"
         )
 
-    def sweepable(self) -> list[str]:
-        return super().sweepable() + ["load"]
 
-    def build(self, overrides: Mapping[str, Any] = {}) -> SpringBlockSDE:
-        kw = self._kwargs(overrides)
-        return SpringBlockSDE(self.num_blocks, noise_kind=self.noise_kind, **kw)
+SpringMapSpec = create_model(
+    "SpringMapSpec", __base__=SpringMapSpec, __doc__=SpringMapSpec.__doc__,
+    kind=(Literal["spring_map"], ...), **_model_arguments(SpringBlockMap, nullable=("mu_back",)),
+)
+SpringSDESpec = create_model(
+    "SpringSDESpec", __base__=SpringSDESpec, __doc__=SpringSDESpec.__doc__,
+    kind=(Literal["spring_sde"], ...), **_model_arguments(SpringBlockSDE, nullable=("mu_back",)),
+)
 
 
 def model_kind(v: Any) -> str:
