@@ -19,15 +19,15 @@ import lesde
 from lesde import runs
 from lesde.cli import main
 from lesde.metrics import METRICS, register_metric
-from lesde.models import GRADIENT_MODELS, NOISES, register_gradient
+from lesde.models import GRADIENT_MODELS, NOISES, register_gradient, SCHEDULES
 
 
 @pytest.fixture
 def registries():
     """Registrations made by a test are undone after it."""
-    saved = dict(GRADIENT_MODELS), dict(NOISES), dict(METRICS)
+    saved = dict(GRADIENT_MODELS), dict(NOISES), dict(SCHEDULES), dict(METRICS)
     yield
-    for registry, old in zip((GRADIENT_MODELS, NOISES, METRICS), saved):
+    for registry, old in zip((GRADIENT_MODELS, NOISES, SCHEDULES, METRICS), saved):
         registry.clear()
         registry.update(old)
 
@@ -181,6 +181,84 @@ def test_a_registered_noise_runs_from_a_config(registries, tmp_path):
                           schema=runs.SweepConfig)
 
 
+EXPONENTIAL = '''
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+from lesde.models import AbstractSchedule, check_positive, register_schedule
+
+
+@register_schedule
+class Exponential(AbstractSchedule):
+    """f(t) = c exp(-t / tau)."""
+
+    name: ClassVar[str] = "exponential"
+    c: Float[Array, ""]
+    tau: Float[Array, ""]
+
+    def __init__(self, c, tau=1.0):
+        self.c, self.tau = jnp.asarray(c, float), jnp.asarray(tau, float)
+
+    def __check_init__(self):
+        check_positive("tau", self.tau)
+
+    def __call__(self, t):
+        return self.c * jnp.exp(-t / self.tau)
+
+    def integral(self, t):
+        return self.c * self.tau * (1 - jnp.exp(-t / self.tau))
+
+    @property
+    def shape(self):
+        return ()
+
+    def check_nonnegative(self, name):
+        if self.c < 0:
+            raise ValueError(f"{name} must be >= 0, got c = {self.c}")
+
+    def time_scaled(self, stretch, amplitude):
+        return Exponential(amplitude * self.c, self.tau / stretch)
+'''
+
+
+def test_a_registered_schedule_is_built_and_swept_from_a_config(registries):
+    cfg = {"model": {"gradient": "identity", "num_classes": 3, "per_class": 4,
+                     "impact": {"alpha": {"exponential": {"c": 1.0, "tau": 2.0}}, "beta": 0.2},
+                     "noise": {"shared": {"exponential": 0.1}}},
+           "sweep": {"axes": [{"impact.alpha.tau": [1.0, 4.0]}]},
+           "solve": {"t1": 1.0, "dt": 0.1}}
+    with pytest.raises(runs.ConfigError, match=r"unknown schedule 'exponential'"):
+        runs.parse_config(cfg, schema=runs.SweepConfig)
+    _run(EXPONENTIAL)
+    config = runs.parse_config(cfg, schema=runs.SweepConfig)
+    assert config.model.sweepable() == [
+        "impact.alpha.c", "impact.alpha.tau", "impact.beta", "noise.shared", "noise.shared.tau",
+        "init.mean", "init.std"]
+    model = config.build({"impact.alpha.tau": 4.0})
+    t = 3.0
+    assert float(model.impact.alpha(t)) == pytest.approx(np.exp(-t / 4.0), rel=1e-6)
+    assert float(model.noise.level("shared")(t)) == pytest.approx(0.1 * np.exp(-t), rel=1e-6)
+    # the LE-ODE of the class means with this alpha(t) follows the identity model's
+    # closed form, which reads A(t) = int_0^t alpha from the schedule's own integral
+    ode = lesde.LEODE(model.impact, "identity", 3)
+    xbar0 = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
+    traj = lesde.simulate(ode, t1=t, dt=0.01, y0=xbar0)
+    np.testing.assert_allclose(np.asarray(traj.ys[-1]),
+                               np.asarray(lesde.models.closed_form(ode, xbar0, t)), rtol=1e-4)
+    for bad, match in (({"exponential": {"c": 1.0, "tau": -1.0}}, "tau must be > 0, got -1.0"),
+                       ({"exponential": {"c": 1.0, "rate": 1.0}},
+                        r"exponential has no argument 'rate'; it takes \['c', 'tau'\]")):
+        with pytest.raises(runs.ConfigError, match=rf"model.impact.alpha: {match}"):
+            runs.parse_config({**cfg, "model": {**cfg["model"], "impact": {"alpha": bad, "beta": 0.2}}},
+                              schema=runs.SweepConfig)
+    with pytest.raises(runs.ConfigError, match=r"sweep.axes: cell 0 \(impact.alpha.tau = -1\): "
+                                               r"tau must be > 0, got -1.0"):
+        runs.parse_config({**cfg, "sweep": {"axes": [{"impact.alpha.tau": [-1.0]}]}},
+                          schema=runs.SweepConfig)
+
+
 def _readme_block(marker: str) -> str:
     """The README's Python code block that contains `marker`."""
     text = (Path(__file__).parents[1] / "README.md").read_text()
@@ -211,6 +289,9 @@ def test_a_new_model_family_simulates_and_sweeps_by_path():
         assert abs(float(ds["mean"].sel(theta=th).mean()) - a**n) < 5 * sd
     with pytest.raises(ValueError, match="theta must be > 0, got -1.0"):
         set_paths(model, {"theta": -1.0})
+    with pytest.raises(ValueError, match=r"cell 1 \(theta = -1\): theta must be > 0, got -1.0"):
+        lesde.solve.check_cells(lambda p: set_paths(model, p),
+                                lesde.solve.Grid([{"theta": [1.0, -1.0]}]))
 
 
 def test_registration_is_checked(registries):

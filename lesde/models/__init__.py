@@ -1,3 +1,9 @@
+from .._checks import (
+    check_finite as check_finite,
+    check_nonnegative as check_nonnegative,
+    check_positive as check_positive,
+    require as require,
+)
 from ._base import AbstractDynamics as AbstractDynamics, AbstractMap as AbstractMap
 from ._classes import Classes as Classes
 from ._closed_form import (
@@ -45,6 +51,9 @@ from ._schedule import (
     Function as Function,
     PiecewiseLinear as PiecewiseLinear,
     PowerLaw as PowerLaw,
+    register_schedule as register_schedule,
+    schedule_kind as schedule_kind,
+    SCHEDULES as SCHEDULES,
 )
 from ._spring import (
     AbstractSpringBlock as AbstractSpringBlock,

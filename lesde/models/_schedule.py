@@ -8,7 +8,7 @@ F(t) = int_0^t f(s) ds where one exists in closed form; the LE-ODE closed forms 
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -49,8 +49,57 @@ class AbstractSchedule(eqx.Module):
         """
 
 
+SCHEDULES: dict[str, type[AbstractSchedule]] = {}
+"""Name -> schedule class, for the schedules of configs (`{power_law: {c: 1.0, r: 0.5}}`);
+`register_schedule` adds to it."""
+
+
+def register_schedule(cls: type[AbstractSchedule]) -> type[AbstractSchedule]:
+    """Register a schedule class under its `name` (a class decorator), so that configs
+    build it: `{name: {argument: value, ...}}` calls `cls(**arguments)`, and `{name: x}`
+    passes x as its first argument. Each argument that is a number is sweepable, as
+    `<path of the schedule>.<argument>`.
+
+    Example (an exponential decay, a new module of your own):
+
+        @register_schedule
+        class Exponential(AbstractSchedule):
+            \"\"\"f(t) = c exp(-t / tau).\"\"\"
+            name: ClassVar[str] = "exponential"
+            c: Float[Array, "..."]
+            tau: Float[Array, ""]
+            ...  # __call__, integral, shape, check_nonnegative, time_scaled
+    """
+    if not (isinstance(cls, type) and issubclass(cls, AbstractSchedule)):
+        raise ValueError(f"register_schedule takes a subclass of AbstractSchedule, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(
+            f"{cls.__name__} needs a class attribute name: ClassVar[str], an identifier, "
+            f"got {name!r}"
+        )
+    old = SCHEDULES.get(name)
+    if old is not None and old.__qualname__ != cls.__qualname__:
+        raise ValueError(f"a schedule named {name!r} is registered already ({old.__qualname__})")
+    SCHEDULES[name] = cls
+    return cls
+
+
+def schedule_kind(name: str) -> type[AbstractSchedule]:
+    """The schedule class registered as `name`; a ValueError listing them if none."""
+    if name not in SCHEDULES:
+        raise ValueError(
+            f"unknown schedule {name!r}; choose one of {list(SCHEDULES)} or register one "
+            "with lesde.models.register_schedule"
+        )
+    return SCHEDULES[name]
+
+
+@register_schedule
 class Constant(AbstractSchedule):
     """f(t) = c."""
+
+    name: ClassVar[str] = "constant"
 
     value: Float[Array, "..."]
 
@@ -75,6 +124,7 @@ class Constant(AbstractSchedule):
         return eqx.tree_at(lambda f: f.value, self, amplitude * self.value)
 
 
+@register_schedule
 class PowerLaw(AbstractSchedule):
     r"""f(t) = c (1 + t / t0)^(-r).
 
@@ -83,6 +133,7 @@ class PowerLaw(AbstractSchedule):
     `c` may be an array (e.g. K x K); `r` and `t0` are scalars or broadcast against c.
     """
 
+    name: ClassVar[str] = "power_law"
     c: Float[Array, "..."]
     r: Float[Array, "..."]
     t0: Float[Array, "..."]
@@ -129,6 +180,7 @@ class PowerLaw(AbstractSchedule):
         )
 
 
+@register_schedule
 class PiecewiseLinear(AbstractSchedule):
     """Linear interpolation through knots (t_j, v_j); constant beyond the end knots.
 
@@ -136,6 +188,7 @@ class PiecewiseLinear(AbstractSchedule):
     The integral is exact (trapezoids on each piece, rectangles outside the knots).
     """
 
+    name: ClassVar[str] = "piecewise_linear"
     times: Float[Array, " M"]
     values: Float[Array, "M ..."]
 

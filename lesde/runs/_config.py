@@ -2,8 +2,11 @@
 
 A configuration has two sections, `model` and `solve` (and `sweep` for sweeps); the
 model's `kind` is `le_sde` (default), `spring_map` or `spring_sde`. Unknown keys, wrong types and
-impossible values are refused with the offending key and value named. Schedules
-(impacts, noise levels) are a number (constant) or one of
+impossible values are refused with the offending key and value named. A model's values
+are checked by the model itself: the keys of a spring-block section are the arguments
+of `SpringBlockMap` / `SpringBlockSDE` with their defaults, and `noise` takes the level
+of each kind of `lesde.models.NOISES` by name. Schedules (impacts, noise levels) are a
+number (constant) or one of
     {constant: c}
     {power_law: {c: ..., r: ..., t0: 1.0}}
     {piecewise_linear: {times: [...], values: [...]}}
@@ -69,8 +72,8 @@ from ..models import (
     LocallyElastic,
     Noise,
     noise_kind,
-    PiecewiseLinear,
-    PowerLaw,
+    schedule_kind,
+    SCHEDULES,
     set_paths,
     SpringBlockMap,
     SpringBlockSDE,
@@ -166,52 +169,87 @@ GradientName = Annotated[str, BeforeValidator(_gradient_name)]
 registered with `lesde.models.register_gradient`."""
 
 
-class PowerLawSpec(_Strict):
-    c: float | list[list[float]]
-    r: float
-    t0: Annotated[float, Field(gt=0)] = 1.0
+Numbers = float | list[float] | list[list[float]] | list[list[list[float]]]
+"""A number or a nested list of numbers (a vector, a matrix, knots of matrices)."""
 
 
-class PiecewiseLinearSpec(_Strict):
-    """Knot times and one value per knot (numbers, or K x K matrices for an impact
-    matrix)."""
-
-    times: Annotated[list[float], Field(min_length=1)]
-    values: list[float] | list[list[list[float]]]
+def _arguments(cls: type) -> list[inspect.Parameter]:
+    """The arguments of `cls.__init__` that may be given by name (not self, not *args,
+    not keyword-only ones such as `Constant`'s name for messages)."""
+    return [
+        p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
 
 
 class ScheduleSpec(_Strict):
-    constant: float | list[list[float]] | None = None
-    power_law: PowerLawSpec | None = None
-    piecewise_linear: PiecewiseLinearSpec | None = None
+    """A schedule: `{name: arguments}` for a schedule registered under `name`
+    (`lesde.models.SCHEDULES`: constant, power_law, piecewise_linear, or one registered
+    with `register_schedule`). `arguments` is a mapping of the class's arguments
+    (`{power_law: {c: 1.0, r: 0.5, t0: 1.0}}`, `{piecewise_linear: {times: [...],
+    values: [...]}}`), or one value, its first argument (`{constant: 0.5}`). The values
+    are checked by the schedule itself; each argument that is a number (given, or by
+    default) is sweepable as `<path>.<argument>`, the value of the short form as
+    `<path>`."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Numbers | dict[str, Numbers]]
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in ("constant", "power_law", "piecewise_linear") if getattr(self, k) is not None]
+        given = list(self.model_extra)
         if len(given) != 1:
-            raise ValueError(
-                f"a schedule is one of constant, power_law, piecewise_linear; got {given or 'none'}"
-            )
+            raise ValueError(f"a schedule is one of {list(SCHEDULES)}; got {given or 'none'}")
+        self.build()  # the values are checked by the schedule itself
         return self
 
+    @property
+    def kind(self) -> str:
+        return next(iter(self.model_extra))
+
+    def _given(self) -> dict[str, Any]:
+        """Argument name -> value, as given (the short form names the first argument)."""
+        cls, x = schedule_kind(self.kind), self.model_extra[self.kind]
+        params = _arguments(cls)
+        names = [p.name for p in params]
+        required = [p.name for p in params if p.default is inspect.Parameter.empty]
+        if not isinstance(x, dict):
+            if len(required) > 1:
+                raise ValueError(
+                    f"{self.kind} takes the arguments {names}: give them as a mapping"
+                )
+            return {names[0]: x}
+        unknown = [k for k in x if k not in names]
+        if unknown:
+            raise ValueError(f"{self.kind} has no argument {unknown[0]!r}; it takes {names}")
+        missing = [k for k in required if k not in x]
+        if missing:
+            raise ValueError(f"{self.kind} needs the argument {missing[0]!r}; it takes {names}")
+        return dict(x)
+
+    def _numbers(self) -> dict[str, str]:
+        """Argument name -> its sweep name suffix, of the arguments that are numbers
+        (given, or by default)."""
+        given = self._given()
+        short = not isinstance(self.model_extra[self.kind], dict)
+        out = {}
+        for i, p in enumerate(_arguments(schedule_kind(self.kind))):
+            value = given.get(p.name, p.default)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[p.name] = "" if short and i == 0 else f".{p.name}"
+        return out
+
     def build(self, path: str = "", ov: Mapping[str, Any] = {}):
-        if self.constant is not None:
-            return Constant(ov.get(path, self.constant))
-        if self.power_law is not None:
-            p = self.power_law
-            return PowerLaw(
-                ov.get(f"{path}.c", p.c), ov.get(f"{path}.r", p.r), ov.get(f"{path}.t0", p.t0)
-            )
-        p = self.piecewise_linear
-        return PiecewiseLinear(p.times, p.values)
+        """The schedule; `ov` maps the sweep names of its numbers (see `sweepable`) to
+        values that replace the config's."""
+        args = self._given()
+        for name, suffix in self._numbers().items():
+            if f"{path}{suffix}" in ov:
+                args[name] = ov[f"{path}{suffix}"]
+        return schedule_kind(self.kind)(**args)
 
     def sweepable(self, path: str) -> list[str]:
-        if self.constant is not None:
-            return [path] if isinstance(self.constant, (int, float)) else []
-        if self.power_law is not None:
-            return [f"{path}.{k}" for k in ("c", "r", "t0") if k != "c" or
-                    isinstance(self.power_law.c, (int, float))]
-        return []
+        return [f"{path}{suffix}" for suffix in self._numbers().values()]
 
 
 Schedule = float | ScheduleSpec
@@ -294,9 +332,17 @@ class NoiseSpec(_NoiseLevels):
         })
 
 
+def _default(model_cls: type, argument: str) -> Any:
+    """The default of an argument of `model_cls`, so a config's default is the model's."""
+    return inspect.signature(model_cls.__init__).parameters[argument].default
+
+
 class InitSpec(_Strict):
-    mean: float = 0.0
-    std: Annotated[float, Field(ge=0)] = 0.05
+    """The law of X_i(0): N(mean, std^2 I), the `init_mean` and `init_std` of `LESDE`
+    (with its defaults; checked by the model)."""
+
+    mean: float = _default(LESDE, "init_mean")
+    std: float = _default(LESDE, "init_std")
 
 
 class ModelSpec(_Strict):
@@ -328,6 +374,11 @@ class ModelSpec(_Strict):
                 f"{INT32_MAX} samples)"
             )
         check_memory("", [("the state", {"samples": N, "features": self.features}, 8)])
+        return self
+
+    @model_validator(mode="after")
+    def _checked_by_model(self):
+        self.build()  # the values are checked by LESDE itself
         return self
 
     @property
@@ -467,7 +518,16 @@ class _SpringSpec(_Strict):
         return self.model_class(kw.pop("num_blocks"), **kw)
 
 
-class SpringMapSpec(_SpringSpec):
+def _arguments_of(model_cls: type, kind: str) -> type[_SpringSpec]:
+    """The config section of `kind` whose fields are the arguments of `model_cls`
+    (`_model_arguments`; `mu_back` may be null: mu_back = mu_fwd)."""
+    return create_model(
+        f"_{model_cls.__name__}Arguments", __base__=_SpringSpec,
+        kind=(Literal[kind], ...), **_model_arguments(model_cls, nullable=("mu_back",)),
+    )
+
+
+class SpringMapSpec(_arguments_of(SpringBlockMap, "spring_map")):
     """Variant A of the spring-block model (`kind: spring_map`, `lesde.SpringBlockMap`);
     defaults are the authors' setting. Solve with dt = 1: t1 counts map steps."""
 
@@ -477,7 +537,7 @@ class SpringMapSpec(_SpringSpec):
         return f"spring-block map (variant A), L = {self.num_blocks}, {self.control} control"
 
 
-class SpringSDESpec(_SpringSpec):
+class SpringSDESpec(_arguments_of(SpringBlockSDE, "spring_sde")):
     """Variant B of the spring-block model (`kind: spring_sde`, `lesde.SpringBlockSDE`);
     defaults are the authors' setting."""
 
@@ -489,16 +549,6 @@ class SpringSDESpec(_SpringSpec):
             f"spring-block Langevin SDE (variant B), L = {self.num_blocks}, "
             f"{self.noise_kind} noise, {self.control} control"
         )
-
-
-SpringMapSpec = create_model(
-    "SpringMapSpec", __base__=SpringMapSpec, __doc__=SpringMapSpec.__doc__,
-    kind=(Literal["spring_map"], ...), **_model_arguments(SpringBlockMap, nullable=("mu_back",)),
-)
-SpringSDESpec = create_model(
-    "SpringSDESpec", __base__=SpringSDESpec, __doc__=SpringSDESpec.__doc__,
-    kind=(Literal["spring_sde"], ...), **_model_arguments(SpringBlockSDE, nullable=("mu_back",)),
-)
 
 
 def model_kind(v: Any) -> str:
