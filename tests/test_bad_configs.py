@@ -275,7 +275,7 @@ CATALOGUE = {
                           r"loss\.seed: Input should be greater than or equal to 0 \(got -1\)"),
     "fit-solver-steps-beyond-int32": ("fit", {("loss", "num_steps"): 2**31},
                                       rf"loss\.num_steps: Input should be {INT32} \(got 2147483648\)"),
-    "fit-knots-beyond-int32": ("fit", {M + ("impact",): {"time": "piecewise", "knots": 2**31}},
+    "fit-knots-beyond-int32": ("fit", {M + ("impact",): {"time": "piecewise_linear", "knots": 2**31}},
                                r"model\.impact\.knots: a number of knots must be in "
                                r"\[2, 2\*\*31 - 1\], got 2147483648"),
     "fit-ensemble-too-big": ("fit", {M + ("kind",): "le_sde", M + ("samples_per_class",): 10**6,

@@ -175,11 +175,11 @@ CASES = [
      ValueError, r"^data\.fit_until: fit_until = 0\.999 asks for a held-out window after step "
      r"399, but no whole window of 4 steps lies after it"),
     ("model.impact.knots after the data",
-     lambda tmp: _build({"model": {"impact": {"time": "piecewise", "knots": [0, 100, 5000, 6000]}}}),
+     lambda tmp: _build({"model": {"impact": {"time": "piecewise_linear", "knots": [0, 100, 5000, 6000]}}}),
      ValueError, r"^model\.impact\.knots: knots 5000, 6000 lie after the last data time "
      r"\(data times 1\.5 \.\. 297\.5\)"),
     ("model.impact.knots beyond the held-out start",
-     lambda tmp: _build({"model": {"impact": {"time": "piecewise", "knots": [0, 100, 296, 350]}}}),
+     lambda tmp: _build({"model": {"impact": {"time": "piecewise_linear", "knots": [0, 100, 296, 350]}}}),
      ValueError, r"^model\.impact\.knots: knot 350 lies after the last data time \(data times "
      r"1\.5 \.\. 297\.5\) and the piece from knot 296 to it holds 1 data time"),
     ("log with constant logits", lambda tmp: _build(log=_log(lambda t: np.ones((t.size, K)))),
@@ -287,14 +287,14 @@ def test_fit_until_one_means_no_heldout_window():
 
 
 def test_an_end_knot_beyond_the_data_is_an_extrapolation_flagged():
-    setup = _build({"model": {"impact": {"time": "piecewise", "knots": [0, 100, 200, 5000]}}})
+    setup = _build({"model": {"impact": {"time": "piecewise_linear", "knots": [0, 100, 200, 5000]}}})
     assert setup.knots_beyond_data == (0.0, 5000.0)
     assert F.check_knots([0, 100, 200, 5000], np.arange(1.0, 301.0)) == [0.0, 5000.0]
     assert F.check_knots([1, 100, 300], np.arange(1.0, 301.0)) == []
 
 
 def test_automatic_knots_lie_on_the_data():
-    setup = _build({"model": {"impact": {"time": "piecewise", "knots": 6}}})
+    setup = _build({"model": {"impact": {"time": "piecewise_linear", "knots": 6}}})
     assert setup.knots[0] == 1.5 and setup.knots[-1] == 297.5 and setup.knots_beyond_data == ()
 
 

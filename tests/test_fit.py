@@ -298,7 +298,7 @@ def test_transition_loss_gradient_matches_finite_differences(x64):
 # The change of time unit
 
 
-@pytest.mark.parametrize("kind", ["power_law", "piecewise"])
+@pytest.mark.parametrize("kind", ["power_law", "piecewise_linear"])
 def test_rescaled_model_has_the_same_solution(x64, kind):
     if kind == "power_law":  # built here, under x64
         impact = lesde.LocallyElastic(lesde.PowerLaw(0.05, 0.7, 20.0), lesde.Constant(0.01))

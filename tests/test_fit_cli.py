@@ -346,8 +346,8 @@ def _fails(tmp_path, capsys, log_path, config, match):
         ({"model": {"kind": "sde"}}, "model.kind"),
         ({"model": {"impact": {"form": "diagonal"}}}, "impact.form"),
         ({"model": {"impact": {"knots": 1}}}, "impact.knots"),
-        ({"model": {"impact": {"time": "piecewise", "knots": [0, 100, 50]}}}, "impact.knots"),
-        ({"model": {"impact": {"knots": 4}}}, "impact.knots applies to time 'piecewise'"),
+        ({"model": {"impact": {"time": "piecewise_linear", "knots": [0, 100, 50]}}}, "impact.knots"),
+        ({"model": {"impact": {"knots": 4}}}, "impact.knots applies to time 'piecewise_linear'"),
         ({"model": {"impact": {"exponent": 0.3}}}, "impact.exponent applies to time 'power_law'"),
         ({"model": {"impact": {"alpha": "big"}}}, "impact.alpha"),
         ({"model": {"impact": {"t0": 0.0}}}, "impact.t0"),
@@ -381,9 +381,9 @@ def test_bad_configs_exit_2_naming_the_key(logs, tmp_path, capsys, change, match
         ({"data": {"window": 1000}}, "data.window"),
         ({"data": {"fit_until": 0.005}}, "data.fit_until"),
         # 8 windows of 50 steps, 6 in the fit window: too few for 6 knots
-        ({"data": {"window": 50}, "model": {"impact": {"time": "piecewise"}}},
+        ({"data": {"window": 50}, "model": {"impact": {"time": "piecewise_linear"}}},
          "impact.knots: too few time points"),
-        ({"model": {"impact": {"time": "piecewise", "knots": [0.0, 10.0, 11.0, 200.0]}}},
+        ({"model": {"impact": {"time": "piecewise_linear", "knots": [0.0, 10.0, 11.0, 200.0]}}},
          "impact.knots: too few time points"),
         ({"model": {"kind": "le_sde", "noise": {"independent": 0.1}}, "loss": {"kind": "transition"}},
          "no 'features' variable"),
@@ -439,7 +439,7 @@ def test_empty_config_is_the_default(tmp_path):
     path.write_text("")
     config = load_fit_config(path)
     assert config == FitConfig()
-    assert config.model.kind == "le_ode" and config.model.impact.time == "piecewise"
+    assert config.model.kind == "le_ode" and config.model.impact.time == "piecewise_linear"
     assert config.model.impact.knots == 6 and config.data.window == 50
     with pytest.raises(ConfigError, match="data.window"):
         load_fit_config(_write(tmp_path, {"data": {"window": -1}}))

@@ -26,7 +26,7 @@ from ..models._schedule import (
     PowerLaw,
 )
 
-TIME_FORMS = ("constant", "power_law", "piecewise")
+TIME_FORMS = ("constant", "power_law", "piecewise_linear")
 
 
 class Parameters(eqx.Module):
@@ -189,7 +189,7 @@ def impact_schedule(
     - 'constant': E(t) = E.
     - 'power_law': E(t) = c (1 + t/t0)^(-r), c = `init`, r = `exponent` (one exponent
       for all entries), t0 fixed.
-    - 'piecewise': linear through `knots` (times, strictly increasing), all knot values
+    - 'piecewise_linear': linear through `knots` (times, strictly increasing), all knot values
       starting at `init`.
     """
     init = as_float_array("init", init)
@@ -198,9 +198,9 @@ def impact_schedule(
         return Constant(init)
     if form == "power_law":
         return PowerLaw(init, exponent, t0)
-    if form == "piecewise":
+    if form == "piecewise_linear":
         if knots is None:
-            raise ValueError("form 'piecewise' needs knots (the knot times)")
+            raise ValueError("form 'piecewise_linear' needs knots (the knot times)")
         k = as_float_array("knots", knots)
         if k.ndim != 1 or k.shape[0] < 2:
             raise ValueError(f"knots must be a 1-D array of at least 2 times, got {show(knots)}")

@@ -61,7 +61,7 @@ class FitImpactSpec(_Strict):
     - `form`: 'alpha_beta' (`lesde.LocallyElastic(alpha, beta)`) or 'general' (a K x K
       `lesde.General` matrix starting at (alpha - beta) I + beta 1 1^T).
     - `time`: 'constant', 'power_law' (c (1 + t/t0)^(-r), r starting at `exponent`, t0
-      fixed) or 'piecewise' (linear between knots; the knot values are fitted).
+      fixed) or 'piecewise_linear' (linear between knots; the knot values are fitted).
     - `knots` (piecewise only): a number n >= 2 of knot times evenly spaced in
       log(1 + t) from the first data time to the end of the fit window, or an explicit
       strictly increasing list of times (in SGD steps).
@@ -72,7 +72,7 @@ class FitImpactSpec(_Strict):
     """
 
     form: Literal["alpha_beta", "general"] = "alpha_beta"
-    time: Literal["constant", "power_law", "piecewise"] = "piecewise"
+    time: Literal["constant", "power_law", "piecewise_linear"] = "piecewise_linear"
     knots: Annotated[int | list[float], BeforeValidator(_knots)] = 6
     alpha: Finite = 1e-3
     beta: Finite = 0.0
@@ -83,9 +83,9 @@ class FitImpactSpec(_Strict):
     def _applies(self):
         # a value other than the default that would be ignored is refused (a dumped
         # configuration, which holds every default, still validates)
-        if self.knots != 6 and self.time != "piecewise":
+        if self.knots != 6 and self.time != "piecewise_linear":
             raise ValueError(
-                f"model.impact.knots applies to time 'piecewise' only, not {self.time!r}"
+                f"model.impact.knots applies to time 'piecewise_linear' only, not {self.time!r}"
             )
         if self.exponent != 0.5 and self.time != "power_law":
             raise ValueError(
@@ -432,7 +432,7 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
 
     imp = m.impact
     knots, beyond = None, []
-    if imp.time == "piecewise":
+    if imp.time == "piecewise_linear":
         knots = (
             knot_times(imp.knots, float(fit_times[0]), float(fit_times[-1]))
             if isinstance(imp.knots, int) else [float(t) for t in imp.knots]
