@@ -16,6 +16,7 @@ from equinox import AbstractVar
 from jaxtyping import Array, Float, Int
 
 from .._checks import as_float_array, check_finite, check_positive_int
+from ._registry import register_class, registered
 from ._classes import Classes
 from ._ops import axis_dot
 
@@ -103,19 +104,8 @@ def register_gradient(cls: type[AbstractGradient]) -> type[AbstractGradient]:
                 own = jnp.sum(x * e, axis=-1, keepdims=True)
                 return -jax.nn.softplus(1 - own) * e
     """
-    if not (isinstance(cls, type) and issubclass(cls, AbstractGradient)):
-        raise ValueError(f"register_gradient takes a subclass of AbstractGradient, got {cls!r}")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} needs a class attribute name: ClassVar[str]")
-    old = GRADIENT_MODELS.get(name)
-    if old is not None and old.__qualname__ != cls.__qualname__:
-        raise ValueError(
-            f"a gradient model named {name!r} is registered already ({old.__qualname__})"
-        )
-    GRADIENT_MODELS[name] = cls
-    return cls
-
+    return register_class(GRADIENT_MODELS, cls, AbstractGradient, "gradient model",
+                          "register_gradient", identifier=False)
 
 
 def _check_head(head, num_classes, dim, model):
@@ -255,8 +245,4 @@ class CrossEntropy(AbstractGradient):
 def gradient_model(name: str, **kwargs) -> AbstractGradient:
     """Build a registered gradient model by name: 'identity', 'projected', 'linear-ce',
     'ce' or one added with `register_gradient`."""
-    if name not in GRADIENT_MODELS:
-        raise ValueError(
-            f"unknown gradient model {name!r}; choose one of {sorted(GRADIENT_MODELS)}"
-        )
-    return GRADIENT_MODELS[name](**kwargs)
+    return registered(GRADIENT_MODELS, name, "gradient model", "register_gradient")(**kwargs)

@@ -9,7 +9,6 @@ under the kind's name, so the level of a constant independent noise has the path
 """
 
 import abc
-import keyword
 from typing import Any, ClassVar, final
 
 import diffrax
@@ -21,6 +20,7 @@ from jaxtyping import Array, Float, PyTree
 
 from .._checks import recording_checks, require
 from ._classes import Classes
+from ._registry import register_class, registered
 from ._schedule import AbstractSchedule, as_schedule, Function
 
 
@@ -95,32 +95,12 @@ def register_noise(cls: type[AbstractNoise]) -> type[AbstractNoise]:
 
         noise = Noise(independent=0.1, common=0.05)
     """
-    if not (isinstance(cls, type) and issubclass(cls, AbstractNoise)):
-        raise ValueError(f"register_noise takes a subclass of AbstractNoise, got {cls!r}")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(
-            f"{cls.__name__} needs a class attribute name: ClassVar[str], an identifier "
-            f"(it is a keyword of Noise and a part of paths), got {name!r}"
-        )
-    missing = sorted(getattr(cls, "__abstractmethods__", ()))
-    if missing:
-        raise ValueError(f"{cls.__name__} must define {missing}")
-    old = NOISES.get(name)
-    if old is not None and old.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a noise named {name!r} is registered already ({old.__qualname__})")
-    NOISES[name] = cls
-    return cls
+    return register_class(NOISES, cls, AbstractNoise, "noise", "register_noise")
 
 
 def noise_kind(name: str) -> type[AbstractNoise]:
     """The kind of noise registered as `name`; a ValueError listing the kinds if none."""
-    if name not in NOISES:
-        raise ValueError(
-            f"unknown noise {name!r}; choose one of {list(NOISES)} or register one with "
-            "lesde.models.register_noise"
-        )
-    return NOISES[name]
+    return registered(NOISES, name, "noise", "register_noise")
 
 
 @final

@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, Real
 
 from .._checks import as_float_array, check_finite, check_increasing, check_positive, show
 from .._checks import check_nonnegative as _nonneg
+from ._registry import register_class, registered
 
 
 class AbstractSchedule(eqx.Module):
@@ -70,29 +71,12 @@ def register_schedule(cls: type[AbstractSchedule]) -> type[AbstractSchedule]:
             tau: Float[Array, ""]
             ...  # __call__, integral, shape, check_nonnegative, time_scaled
     """
-    if not (isinstance(cls, type) and issubclass(cls, AbstractSchedule)):
-        raise ValueError(f"register_schedule takes a subclass of AbstractSchedule, got {cls!r}")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(
-            f"{cls.__name__} needs a class attribute name: ClassVar[str], an identifier, "
-            f"got {name!r}"
-        )
-    old = SCHEDULES.get(name)
-    if old is not None and old.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a schedule named {name!r} is registered already ({old.__qualname__})")
-    SCHEDULES[name] = cls
-    return cls
+    return register_class(SCHEDULES, cls, AbstractSchedule, "schedule", "register_schedule")
 
 
 def schedule_kind(name: str) -> type[AbstractSchedule]:
     """The schedule class registered as `name`; a ValueError listing them if none."""
-    if name not in SCHEDULES:
-        raise ValueError(
-            f"unknown schedule {name!r}; choose one of {list(SCHEDULES)} or register one "
-            "with lesde.models.register_schedule"
-        )
-    return SCHEDULES[name]
+    return registered(SCHEDULES, name, "schedule", "register_schedule")
 
 
 @register_schedule
