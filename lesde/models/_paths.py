@@ -4,16 +4,16 @@ and results.
 A path names a floating-point leaf of a model's pytree by the attributes that lead to
 it, joined by dots, and optionally one entry of it by its index in brackets:
 
-    impact.alpha.value               the value of a constant alpha(t)
-    impact.schedule.value[0,1]       entry (0, 1) of a constant General impact matrix
-    impact.schedule.values[2,0,1]    entry (0, 1) of its third knot (PiecewiseLinear)
+    impact.alpha.value                    the value of a constant alpha(t)
+    impact.schedule.value[0,1]            entry (0, 1) of a constant General impact
+    impact.schedule.values[2,0,1]         entry (0, 1) of its third knot (PiecewiseLinear)
     noise.terms.independent.sigma.value   sigma_ind of a constant noise
-    friction.mu_fwd                  the forward friction of a spring-block model
+    friction.mu_fwd                       the forward friction of a spring-block model
 
 It is the leaf's key path (attribute names, and the keys of dicts such as
-`Noise.terms`), joined by dots, plus the entry's index: `leaf_paths` lists them, `get_at` reads one, `set_at` replaces one
-(with `equinox.tree_at`) and checks the model again. A fit names its free parameters
-the same way (`lesde.fit.parameter_names`).
+`Noise.terms`), joined by dots, plus the entry's index: `leaf_paths` lists them,
+`get_at` reads one, `set_at` replaces one (with `equinox.tree_at`) and checks the model
+again. A fit names its free parameters the same way (`lesde.fit.parameter_names`).
 """
 
 import dataclasses
