@@ -22,6 +22,17 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (argparse's error, exit status 2, otherwise)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (x > 0 and x < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return x
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="lesde", description="Simulate locally elastic SDEs of training dynamics.",
@@ -107,9 +118,13 @@ def main(argv=None) -> int:
         "spring-block sweep)",
     )
     p.add_argument("result", help="a sweep.nc file")
-    p.add_argument("--out", default=None, help="PNG path (default: next to the result)")
+    p.add_argument("--out", default=None, help="figure path, .png, .pdf or .svg (default: "
+                   "the result's name, .png); a missing folder is created")
     p.add_argument("--metrics", nargs="+", default=None, help="metrics to draw")
-    p.set_defaults(func=lambda a: runs.plot_command(a.result, a.out, metrics=a.metrics))
+    p.add_argument("--dpi", type=_positive_float, default=None,
+                   help="resolution of a PNG (default 110)")
+    p.set_defaults(func=lambda a: runs.plot_command(a.result, a.out, metrics=a.metrics,
+                                                    dpi=a.dpi))
     for command in sub.choices.values():
         command.add_argument(
             "--x64", action="store_true",

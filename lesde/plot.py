@@ -66,11 +66,34 @@ def _scalar_metrics(ds) -> list[str]:
     return [v for v in ds.data_vars if v != "status" and set(ds[v].dims) <= allowed]
 
 
-def _save(fig, path) -> None:
-    """Write a PNG under a temporary name, then rename it into place."""
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""The formats a figure is written in, chosen by the file's extension."""
+
+DEFAULT_DPI = 110
+"""Dots per inch of a raster (PNG) figure unless a `dpi` is given."""
+
+
+def figure_format(path: str | Path) -> str:
+    """The format of the figure file `path` from its extension ('png', 'pdf', 'svg');
+    a ValueError naming the formats for any other extension."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(
+            f"{path}: a figure is written as {', '.join('.' + f for f in FIGURE_FORMATS)} "
+            f"(chosen by the extension), got {Path(path).suffix or 'no extension'}"
+        )
+    return fmt
+
+
+def _save(fig, path, dpi: float | None = None) -> None:
+    """Write the figure in the format of `path`'s extension (`figure_format`), at `dpi`
+    (default `DEFAULT_DPI`), under a temporary name, then rename it into place; the
+    folder is created if missing."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=110)
+    fmt = figure_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    fig.savefig(tmp, format=fmt, dpi=dpi or DEFAULT_DPI)
     tmp.replace(path)
 
 
@@ -94,12 +117,16 @@ def _label(ds, dim):
     return first if not rest else f"{first}\n(zipped with {', '.join(rest)})"
 
 
-def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | None = None):
+def plot_phase_diagram(
+    ds, metrics: list[str] | None = None, path: str | Path | None = None, *,
+    dpi: float | None = None,
+):
     """Heat maps of the seed-mean of each metric over the last two swept dimensions (one
     row per setting of any further dimensions), or curves for a one-dimensional sweep,
     with the theoretical transition drawn as a dashed line. A cell with a flagged member
     (status != 0, its metrics NaN) is left blank, and the fraction of flagged members is
-    shown as the last panel. Saves a PNG to `path` if given and
+    shown as the last panel. Saves it to `path` if given, in the format of its
+    extension (PNG, PDF or SVG: `figure_format`; the folder is created) at `dpi`, and
     returns the matplotlib Figure.
     """
     import matplotlib
@@ -179,7 +206,7 @@ def plot_phase_diagram(ds, metrics: list[str] | None = None, path: str | Path | 
                 ax.set_ylabel(label(y))
         fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
@@ -187,7 +214,7 @@ SHAPE_COLOURS = {-1: "tab:red", 0: "tab:green", 1: "tab:blue"}
 """Load-curve colours by shape code: concave red, linear green, convex blue."""
 
 
-def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
+def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1, dpi: float | None = None):
     """The phase diagram of the spring-block model as a grid of small load curves.
 
     For each cell of the last two swept dimensions (x: the last, y: the one before; one
@@ -195,7 +222,8 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
     d_1..d_L (variable `gains`) are normalised as in `lesde.metrics.load_curve` and drawn
     as the load curve 1 - sum_{j <= l} d_j over l = 0..L (the analogue of D_l / D_0 of
     a network), coloured by the curve's shape: concave red, linear green, convex blue
-    (`tol` as in `load_curve`). Saves a PNG to `path` if given; returns the Figure.
+    (`tol` as in `load_curve`). Saves it to `path` if given (as
+    `plot_phase_diagram`); returns the Figure.
     """
     import matplotlib
 
@@ -237,7 +265,7 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1):
             fontsize=9,
         )
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
@@ -261,13 +289,13 @@ def _curve_grid(sub, curve, colours, xs, ys) -> None:
 
 def plot_spring_run(
     ts, positions, theory: dict | None = None, path: str | Path | None = None,
-    time_label: str = "t",
+    time_label: str = "t", *, dpi: float | None = None,
 ):
     """One spring-block run over seeds: block positions x_l(t) (seed mean, with the
     first seed faint), and the final elongations d_l (mean +- sd over seeds) against the
     spec's prediction when there is one (`theory['elongations']`, target spring
-    included). `positions`: (seeds, T, L). Saves a PNG to `path` if given; returns the
-    Figure."""
+    included). `positions`: (seeds, T, L). Saves it to `path` if given (as
+    `plot_phase_diagram`); returns the Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,7 +326,7 @@ def plot_spring_run(
     b.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
@@ -311,7 +339,9 @@ def _pyplot():
     return plt
 
 
-def plot_logit_trajectories(logs: dict, path: str | Path | None = None, *, window: int = 1):
+def plot_logit_trajectories(
+    logs: dict, path: str | Path | None = None, *, window: int = 1, dpi: float | None = None
+):
     """Class-mean logit trajectories of trajectory logs, one panel per log (e.g. per
     label-corruption fraction p; `logs` maps a title value to a log).
 
@@ -345,11 +375,11 @@ def plot_logit_trajectories(logs: dict, path: str | Path | None = None, *, windo
     axes[0, 0].legend(fontsize=7, title="solid: own logit\ndashed: other logits", title_fontsize=7)
     fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
-def plot_validation(logs: dict, path: str | Path | None = None):
+def plot_validation(logs: dict, path: str | Path | None = None, *, dpi: float | None = None):
     """Validation accuracy and loss against the step, one line per log (median over
     trials, with the band between the 25th and 75th percentiles)."""
     plt = _pyplot()
@@ -368,11 +398,14 @@ def plot_validation(logs: dict, path: str | Path | None = None):
     acc.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
-def plot_separation_grid(ds, path: str | Path | None = None, *, variable: str = "D_trace", epoch=None):
+def plot_separation_grid(
+    ds, path: str | Path | None = None, *, variable: str = "D_trace", epoch=None,
+    dpi: float | None = None,
+):
     """The spring-block authors' layout for real networks: on the grid of the last two
     swept dimensions of a `train_separation` result (x: the last, y: the one before; one
     panel per setting of any further ones) each cell shows the seed-mean load curve of
@@ -413,7 +446,7 @@ def plot_separation_grid(ds, path: str | Path | None = None, *, variable: str = 
         sub.suptitle((title + "\n" if title else "") + f"load curves of {variable}, epoch {ep}", fontsize=9)
         sub.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=sub.axes, label="test accuracy", shrink=0.8)
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
@@ -428,7 +461,7 @@ def _r2(pred, data) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
-def plot_fit(ds, path: str | Path | None = None):
+def plot_fit(ds, path: str | Path | None = None, *, dpi: float | None = None):
     """The class means of a `lesde fit` result (its fit.nc Dataset): one panel per class
     k (the first 10), with the data's class means Xbar_k(t)[j] as dots and the fitted
     model's as lines, one colour per logit j (the own logit j = k drawn thicker), the
@@ -474,11 +507,11 @@ def plot_fit(ds, path: str | Path | None = None):
     )
     fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig
 
 
-def plot_closed_form(ds, path: str | Path | None = None):
+def plot_closed_form(ds, path: str | Path | None = None, *, dpi: float | None = None):
     """The closed-form estimates of a `lesde fit` result (its fit.nc Dataset): the
     integrated impacts A_hat, B_hat (top) and the rates alpha_hat, beta_hat (bottom,
     if computed) against the step (`cf_step`), on a log step axis (steps > 0)."""
@@ -502,5 +535,5 @@ def plot_closed_form(ds, path: str | Path | None = None):
     top.set_title(f"closed form ({ds.attrs.get('closed_form_estimator', '')} inversion)", fontsize=9)
     fig.tight_layout()
     if path is not None:
-        _save(fig, path)
+        _save(fig, path, dpi)
     return fig

@@ -214,13 +214,39 @@ def test_bad_result_files_are_named(sweep_dir, tmp_path, capsys):
 def test_plot_output_locations(sweep_dir, tmp_path, capsys):
     result = str(sweep_dir / "out" / "sweep.nc")
     cases = [
-        (tmp_path / "no" / "such" / "dir" / "pd.png", r"its folder .*no/such/dir does not exist"),
-        (tmp_path, r"is a folder; give a file name"),
+        (tmp_path, [], r"is a folder; give a file name"),
+        (tmp_path / "pd.jpg", [], r"pd.jpg: a figure is written as .png, .pdf, .svg \(chosen by "
+                                  r"the extension\), got .jpg"),
+        (tmp_path / "pd", [], r"got no extension"),
     ]
-    for out, match in cases:
-        assert main(["plot", result, "--out", str(out)]) == 2
+    for out, extra, match in cases:
+        assert main(["plot", result, "--out", str(out), *extra]) == 2
         err = capsys.readouterr().err
         assert re.search(match, err), err
+    with pytest.raises(SystemExit) as e:  # argparse refuses a resolution <= 0
+        main(["plot", result, "--out", str(tmp_path / "x.png"), "--dpi", "0"])
+    assert e.value.code == 2 and "--dpi: must be a finite number > 0, got 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def _png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plot_writes_the_format_of_the_extension(sweep_dir, tmp_path):
+    result = str(sweep_dir / "out" / "sweep.nc")
+    out = tmp_path / "new" / "folder"  # created
+    for name, magic in (("pd.pdf", b"%PDF-"), ("pd.svg", b"<?xml"), ("pd.PNG", b"\x89PNG")):
+        assert main(["plot", result, "--out", str(out / name)]) == 0
+        assert (out / name).read_bytes().startswith(magic)
+    assert main(["plot", result, "--out", str(out / "hi.png"), "--dpi", "220"]) == 0
+    assert main(["plot", result, "--out", str(out / "lo.png")]) == 0  # default 110 dpi
+    (w_hi, h_hi), (w_lo, h_lo) = _png_size(out / "hi.png"), _png_size(out / "lo.png")
+    assert abs(w_hi - 2 * w_lo) <= 2 and abs(h_hi - 2 * h_lo) <= 2
+    assert sorted(p.name for p in out.iterdir()) == ["hi.png", "lo.png", "pd.PNG", "pd.pdf", "pd.svg"]
 
 
 @pytest.fixture(scope="module")
