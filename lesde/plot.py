@@ -97,6 +97,14 @@ def _save(fig, path, dpi: float | None = None) -> None:
     tmp.replace(path)
 
 
+def close(fig) -> None:
+    """Release a figure once saved: pyplot keeps every figure it made until it is
+    closed, so a program that draws many (a loop of sweeps) would grow without it."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def _coord(ds, dim):
     """A dimension's values: those of its first parameter."""
     return np.asarray(_by_path(ds, _params_on(ds, dim)[0]).values)

@@ -237,8 +237,11 @@ def _png_size(path) -> tuple[int, int]:
 
 
 def test_plot_writes_the_format_of_the_extension(sweep_dir, tmp_path):
+    import matplotlib.pyplot as plt
+
     result = str(sweep_dir / "out" / "sweep.nc")
     out = tmp_path / "new" / "folder"  # created
+    open_figures = len(plt.get_fignums())
     for name, magic in (("pd.pdf", b"%PDF-"), ("pd.svg", b"<?xml"), ("pd.PNG", b"\x89PNG")):
         assert main(["plot", result, "--out", str(out / name)]) == 0
         assert (out / name).read_bytes().startswith(magic)
@@ -247,6 +250,7 @@ def test_plot_writes_the_format_of_the_extension(sweep_dir, tmp_path):
     (w_hi, h_hi), (w_lo, h_lo) = _png_size(out / "hi.png"), _png_size(out / "lo.png")
     assert abs(w_hi - 2 * w_lo) <= 2 and abs(h_hi - 2 * h_lo) <= 2
     assert sorted(p.name for p in out.iterdir()) == ["hi.png", "lo.png", "pd.PNG", "pd.pdf", "pd.svg"]
+    assert len(plt.get_fignums()) == open_figures  # each figure is released once written
 
 
 @pytest.fixture(scope="module")

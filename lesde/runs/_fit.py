@@ -14,7 +14,7 @@ from .. import __version__
 from .. import fit as F
 from ..io import check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions
 from ..io._results import _atomic_write, COMPLETE_MARKER, to_json, write_json
-from ..plot import _pyplot, plot_closed_form, plot_fit
+from ..plot import close, plot_closed_form, plot_fit
 from ._report import checked, REFUSED
 from ._fit_config import build_fit, load_fit_config
 
@@ -329,10 +329,9 @@ def _fit_into(config, source, log, log_path, setup, out: Path, start: float, pro
             )
             return INTERRUPTED
         written = ["report.json", "fit.nc", "fit.png"]
-        plt = _pyplot()
-        plt.close(plot_fit(ds, path=out / "fit.png"))  # PNGs are written atomically by _save
+        close(plot_fit(ds, path=out / "fit.png"))  # figures are written atomically by _save
         if "A_hat" in ds.data_vars:
-            plt.close(plot_closed_form(ds, path=out / "closed_form.png"))
+            close(plot_closed_form(ds, path=out / "closed_form.png"))
             written.append("closed_form.png")
         _print_fit_table(setup, result, report, closed)
         elapsed = time.perf_counter() - start

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from ..io import check_output_file, read_sweep
-from ..plot import _grid_dims, figure_format, plot_load_curves, plot_phase_diagram
+from ..plot import _grid_dims, close, figure_format, plot_load_curves, plot_phase_diagram
 
 
 def plot_command(
@@ -38,10 +38,10 @@ def plot_command(
         return 2
     written = [out]
     try:
-        plot_phase_diagram(ds, metrics=metrics, path=out, dpi=dpi)
+        close(plot_phase_diagram(ds, metrics=metrics, path=out, dpi=dpi))
         if "gains" in ds.data_vars and len(_grid_dims(ds)) >= 2:  # spring-block sweep
             written.append(out.with_name(f"{out.stem}_load_curves{out.suffix}"))
-            plot_load_curves(ds, path=written[-1], dpi=dpi)
+            close(plot_load_curves(ds, path=written[-1], dpi=dpi))
     except ValueError as e:
         print(f"lesde plot: {e}", file=sys.stderr)
         return 2

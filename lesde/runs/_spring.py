@@ -11,7 +11,7 @@ from ..io import check_output_dir, output_lock, remove_stale, versions, write_ru
 from ..io._results import COMPLETE_MARKER
 from ..metrics import load_curve, SHAPES
 from ..models import spring_equilibrium, stationary_gains
-from ..plot import plot_spring_run
+from ..plot import close, plot_spring_run
 from ..solve import simulate, status_counts
 from ._config import DEFAULT_SPRING_CONFIG, is_map, load_config, SpringRunConfig
 from ._report import checked, flagged_warning, REFUSED, warn
@@ -119,10 +119,10 @@ def _spring_into(config, source, theory, out: Path) -> int:
     }
     arrays = {"ts": np.asarray(traj.ts[0]), "positions": x, "status": status}
     png = out / "spring.png"
-    plot_spring_run(
+    close(plot_spring_run(
         np.asarray(traj.ts[0]), x, theory=theory, path=png,
         time_label="t (map steps)" if theory is not None else "t",
-    )
+    ))
     write_run(out, config.model_dump(mode="json"), arrays, summary)
     print(f"{elapsed:.1f} s; results in {out}/ (trajectory.npz, summary.json, {png.name})")
     warn(flagged_warning("spring", status, "seeds"))

@@ -12,7 +12,7 @@ from .. import __version__
 from ..io import check_output_dir, INTERRUPTED, output_lock, OutputError, remove_stale, versions
 from ..io._sweep_io import RESULT_NAME
 from ..metrics import METRIC_DIMS, metrics_fn
-from ..plot import _params_on, plot_load_curves, plot_phase_diagram
+from ..plot import _params_on, close, plot_load_curves, plot_phase_diagram
 from ..solve import fingerprint_of, status_counts, sweep
 from ._config import ConfigError, is_map, load_config, SweepConfig
 from ._report import flagged_warning, warn
@@ -132,11 +132,11 @@ def _sweep_into(config, out: Path, chunk_size, progress: bool) -> int:
         print(f"lesde sweep: {e}", file=sys.stderr)
         return 2
     png = out / SWEEP_PICTURES[0]
-    plot_phase_diagram(ds, path=png)
+    close(plot_phase_diagram(ds, path=png))
     pictures = str(png)
     if "gains" in ds.data_vars and len(s.shape) >= 2:
         curves = out / SWEEP_PICTURES[1]
-        plot_load_curves(ds, path=curves)
+        close(plot_load_curves(ds, path=curves))
         pictures += f" and {curves}"
     scalar = [m for m in config.metrics if set(ds[m].dims) <= set(ds["status"].dims) | {"time"}]
     first = ds[scalar[0] if scalar else "status"].mean("seed", skipna=False)

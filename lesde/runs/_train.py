@@ -14,7 +14,7 @@ from ..io import (
 from ..io._results import _atomic_write, COMPLETE_MARKER, write_json
 from ..metrics import SHAPES
 from ..nets import corrupt_labels, log_spaced_steps, train_separation, train_sgd
-from ..plot import plot_logit_trajectories, plot_separation_grid, plot_validation
+from ..plot import close, plot_logit_trajectories, plot_separation_grid, plot_validation
 from ..solve import fingerprint_of
 from ._report import checked, REFUSED
 from ._train_config import load_train_config, TrajectoriesConfig
@@ -144,10 +144,10 @@ def _train_into(config, source, out: Path, progress: bool) -> int:
             print(f"{p:>8} {acc:24.3f} {row['train_loss_last_10pct']:22.4f}")
         titles = {f"p = {p:.3g}": log for p, log in logs.items()}
         window = max(1, next(iter(logs.values())).sizes["step"] // 200)
-        plot_logit_trajectories(titles, path=out / "logits.png", window=window)
+        close(plot_logit_trajectories(titles, path=out / "logits.png", window=window))
         written.append("logits.png")
         if next(iter(logs.values())).sizes["eval_step"]:
-            plot_validation(titles, path=out / "validation.png")
+            close(plot_validation(titles, path=out / "validation.png"))
             written.append("validation.png")
         written = [_log_name(p) for p in logs] + written
     else:
@@ -156,7 +156,7 @@ def _train_into(config, source, out: Path, progress: bool) -> int:
         ds = results.pop("_dataset")
         dims = [d for d in ds["D"].dims if d not in ("seed", "epoch", "layer")]
         if len(dims) >= 2:
-            plot_separation_grid(ds, path=out / "load_curves.png")
+            close(plot_separation_grid(ds, path=out / "load_curves.png"))
             written.append("load_curves.png")
     elapsed = time.perf_counter() - start
     summary = {
