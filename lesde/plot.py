@@ -130,10 +130,12 @@ def plot_phase_diagram(
     dpi: float | None = None,
 ):
     """Heat maps of the seed-mean of each metric over the last two swept dimensions (one
-    row per setting of any further dimensions), or curves for a one-dimensional sweep,
-    with the theoretical transition drawn as a dashed line. A cell with a flagged member
-    (status != 0, its metrics NaN) is left blank, and the fraction of flagged members is
-    shown as the last panel. Saves it to `path` if given, in the format of its
+    row per setting of any further dimensions and save time, each metric on one colour
+    scale for all its rows, its colour bar labelled with its name), or curves for a
+    one-dimensional sweep, with the theoretical transition drawn as a dashed line. A
+    cell with a flagged member (status != 0, its metrics NaN) is left blank, and where
+    any member is flagged the fraction of flagged members is shown as the last panel.
+    Saves it to `path` if given, in the format of its
     extension (PNG, PDF or SVG: `figure_format`; the folder is created) at `dpi`, and
     returns the matplotlib Figure.
     """
@@ -151,7 +153,8 @@ def plot_phase_diagram(
         raise ValueError(f"metrics {unknown} are not in the dataset; it has {list(ds.data_vars)}")
     # a cell with a flagged seed (NaN) stays blank: its mean would not be a measurement
     panels = {n: ds[n].mean("seed", skipna=False) for n in names}
-    panels["fraction flagged"] = (ds["status"] != 0).mean("seed")
+    if bool((ds["status"] != 0).any()):
+        panels["fraction flagged"] = (ds["status"] != 0).mean("seed")
     lines = theory_lines(ds)
 
     def coord(dim):
@@ -163,11 +166,16 @@ def plot_phase_diagram(
     def line_at(dim):
         return lines.get(dim)
 
-    def norm(z):
+    def norm(da):
+        """One colour scale for every row of a metric: logarithmic where its values are
+        positive and span more than three decades."""
+        z = np.asarray(da)
         z = z[np.isfinite(z)]
-        if z.size and z.min() > 0 and z.max() / z.min() > 1e3:
+        if not z.size:
+            return None
+        if z.min() > 0 and z.max() / z.min() > 1e3:
             return matplotlib.colors.LogNorm(z.min(), z.max())
-        return None
+        return matplotlib.colors.Normalize(z.min(), z.max())
 
     if len(dims) == 1:
         (x,) = dims
@@ -195,15 +203,16 @@ def plot_phase_diagram(
         fig, axes = plt.subplots(
             len(rows), len(panels), figsize=(3.8 * len(panels), 3.2 * len(rows)), squeeze=False
         )
+        norms = {name: norm(da) for name, da in panels.items()}
         for r, sel in enumerate(rows):
             for ax, (name, da) in zip(axes[r], panels.items()):
                 z = np.asarray(da.isel({d: i for d, i in sel.items() if d in da.dims}).transpose(y, x))
-                mesh = ax.pcolormesh(coord(x), coord(y), z, shading="nearest", norm=norm(z))
+                mesh = ax.pcolormesh(coord(x), coord(y), z, shading="nearest", norm=norms[name])
                 if _is_log(coord(x)):
                     ax.set_xscale("log")
                 if _is_log(coord(y)):
                     ax.set_yscale("log")
-                fig.colorbar(mesh, ax=ax)
+                fig.colorbar(mesh, ax=ax, label=name)
                 if line_at(x) is not None:
                     ax.axvline(line_at(x), color="w", ls="--", lw=1.2)
                 if line_at(y) is not None:
