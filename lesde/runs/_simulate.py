@@ -44,10 +44,8 @@ def simulate_command(config: str | Path | None, out: str | Path, *, progress: bo
     """
     source = config
 
-    def prepare():
-        cfg = load_config(source)
-        cfg.model.build()  # model-level checks before any compute
-        return cfg, check_output_dir(out)
+    def prepare():  # the config's model is checked by LESDE itself as it is read
+        return load_config(source), check_output_dir(out)
 
     ready = checked("simulate", prepare)
     if ready is None:
