@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
+import lesde
 from lesde.cli import main as lesde_main
 from lesde.io import read_log
 from lesde.plot import _pyplot, _save
@@ -33,7 +33,7 @@ def _fitted_impact(run: Path, steps: np.ndarray) -> np.ndarray:
     """E(t) of the fit at `steps`: interpolated linearly from fit.nc's E at the data
     times (E is piecewise linear between knots; between data times this is exact when
     the knots are data times or steps beyond them, else a close interpolation)."""
-    ds = xr.open_dataset(run / "fit.nc", engine="scipy")
+    ds = lesde.open_result(run / "fit.nc")
     t, e = ds["step"].values, ds["impact"].values
     out = np.stack([
         np.stack([np.interp(steps, t, e[:, i, j]) for j in range(e.shape[2])], -1)

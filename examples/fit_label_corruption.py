@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+import lesde
 from lesde.cli import main as lesde_main
 from lesde.io import read_log
 from lesde.plot import _pyplot, _save
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         if lesde_main(["fit", str(path), "--config", args.config, "--out", str(run), "--quiet"]) != 0:
             return 1
         report = json.loads((run / "report.json").read_text())
-        ds = xr.open_dataset(run / "fit.nc", engine="scipy")
+        ds = lesde.open_result(run / "fit.nc")
         t_end = float(report["fit_until"])
         t_start = t_end / 3
         a_fit, b_fit = _integral(ds, t_start, t_end)

@@ -4,10 +4,12 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import fit as fit
+from . import io as io
 from . import metrics as metrics
 from . import nets as nets
 from .models import *  # noqa: F403
 from .solve import *  # noqa: F403
+from .io import open_result as open_result
 
 try:
     __version__ = _version("lesde")

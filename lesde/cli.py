@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     p = sub.add_parser(
         "simulate",
         help="solve one LE-SDE run from a YAML config",
-        description="Solve one LE-SDE run; writes config.yaml, trajectory.npz and "
+        description="Solve one LE-SDE run; writes config.yaml, trajectory.nc and "
         "summary.json (written last: its presence marks a complete run) to --out.",
     )
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: embedded)")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         "spring",
         help="run one spring-block model (default: the authors' map setting) over seeds",
         description="Run a spring-block model (kind spring_map or spring_sde) for several "
-        "seeds; writes config.yaml, trajectory.npz (block positions), spring.png and "
+        "seeds; writes config.yaml, trajectory.nc (block positions), spring.png and "
         "summary.json (last) to --out. See configs/spring_*_authors.yaml.",
     )
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: embedded)")

@@ -81,7 +81,7 @@ def _csv(tmp_path, edit):
 def _nc(tmp_path, edit):
     """A .nc log edited after writing (as a foreign writer might leave it), read back."""
     path = write_log(_log(steps=8), tmp_path / "log.nc")
-    with xr.open_dataset(path, engine="scipy") as f:
+    with xr.open_dataset(path) as f:
         ds = f.load()
     ds = edit(ds)
     path.unlink()
@@ -233,7 +233,7 @@ CASES = [
     ("nc: another format marker", lambda tmp: _nc(tmp, lambda ds: ds.assign_attrs(lesde_log="sweep")),
      LogError, r"log\.nc: attribute 'lesde_log' must be 'trajectory', got 'sweep'"),
     ("nc: not netCDF", _truncated_nc,
-     LogError, r"log\.nc: not a readable netCDF3 file"),
+     LogError, r"log\.nc: not a readable netCDF file"),
     ("make_log: an infinite train loss",
      lambda tmp: make_log(np.zeros((1, 2), int), np.zeros((1, 2), int), np.zeros((1, 2, 2)),
                           np.array([[0.0, np.inf]])),

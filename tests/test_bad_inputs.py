@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
+from cf_check import assert_cf
 
 import lesde
 from lesde.cli import main
@@ -200,6 +201,17 @@ def _netcdf_cases(sweep_dir, tmp):
         ("log.nc", r"log.nc is a training log: a sweep result has a per-member 'status'"),
         ("missing.nc", r"no such file: .*missing.nc"),
     ]
+
+
+def test_sweep_result_follows_cf(sweep_dir):
+    ds = assert_cf(sweep_dir / "out" / "sweep.nc")
+    assert ds["seed"].dtype == np.int64
+    for name in ds.coords:
+        if "path" in ds[name].attrs:  # a parameter: named by the parameter registry
+            assert ds[name].attrs["long_name"] == lesde.models.parameter_name(ds[name].attrs["path"])
+    for name in ds.data_vars:
+        if name != "status":
+            assert ds[name].attrs["long_name"] == lesde.metrics.metric_attrs(name)["long_name"]
 
 
 def test_bad_result_files_are_named(sweep_dir, tmp_path, capsys):

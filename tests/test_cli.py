@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import yaml
+from cf_check import assert_cf
 
 import lesde
 from lesde.cli import main
@@ -37,13 +39,15 @@ def test_simulate_writes_a_complete_run(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "status: success" in printed
     summary = json.loads((out / "summary.json").read_text())
-    data = np.load(out / "trajectory.npz")
-    np.testing.assert_allclose(data["ts"], [0, 2, 4, 6], atol=1e-6)
+    data = lesde.open_result(out)  # trajectory.nc
+    assert_cf(out / "trajectory.nc")
+    assert data["status"].item() == 0 and data["status"].attrs["flag_meanings"].startswith("success ")
+    np.testing.assert_allclose(data["time"], [0, 2, 4, 6], atol=1e-6)
     assert data["class_means"].shape == (4, 3, 3)
     assert summary["final"]["loss"] == pytest.approx(float(data["loss"][-1]))
     # linear-ce: class means move along W^T d_k at rate (alpha - beta)/K (closed form);
     # the noise (sigma = 0.01, 4 samples a class) is far smaller than the motion.
-    cm = data["class_means"]
+    cm = data["class_means"].values
     d = np.eye(3) - 1 / 3
     np.testing.assert_allclose(cm[-1] - cm[0], 6.0 * (2.0 - 0.5) / 3 * d, atol=0.05)
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["gradient"] == "linear-ce"
@@ -128,7 +132,7 @@ def test_rewriting_a_run_removes_the_complete_marker_first(tmp_path, monkeypatch
     def boom(*a, **k):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
     with pytest.raises(RuntimeError):
         main(["simulate", str(cfg), "--out", str(out), "--quiet"])
     assert not (out / "summary.json").exists()  # the interrupted run is not complete

@@ -125,7 +125,7 @@ def test_a_registered_gradient_model_and_metric_run_from_a_config(registries, tm
     path = tmp_path / "margin.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
     assert runs.sweep_command(path, tmp_path / "out", progress=False) == 0
-    with xr.open_dataset(tmp_path / "out" / "sweep.nc", engine="scipy") as ds:
+    with xr.open_dataset(tmp_path / "out" / "sweep.nc") as ds:
         norm, acc = ds["class_mean_norm"].values, ds["accuracy"].values
     # with beta = 0 each class mean moves along its own e_k only: its own logit u obeys
     # du/dt = (alpha/K) softplus(1 - u), u(0) = 0 (up to the initial spread 0.05/sqrt(5)
@@ -169,7 +169,7 @@ def test_a_registered_noise_runs_from_a_config(registries, tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(c))
         assert runs.sweep_command(path, tmp_path / name, progress=False) == 0
-        with xr.open_dataset(tmp_path / name / "sweep.nc", engine="scipy") as ds:
+        with xr.open_dataset(tmp_path / name / "sweep.nc") as ds:
             norms.append(ds["class_mean_norm"].values)
     np.testing.assert_array_equal(*norms)  # the same parameter under its two names
     for i, sigma in enumerate((0.1, 0.3)):
@@ -328,7 +328,7 @@ def test_the_command_line_imports_extensions(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "class_mean_norm (mean over seeds" in run.stdout
-    with xr.open_dataset(tmp_path / "out" / "sweep.nc", engine="scipy") as ds:
+    with xr.open_dataset(tmp_path / "out" / "sweep.nc") as ds:
         assert np.isfinite(ds["class_mean_norm"].values).all()
 
 

@@ -15,6 +15,8 @@ import pytest
 import xarray as xr
 import yaml
 
+import lesde
+
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 SWEEP = {
@@ -82,7 +84,7 @@ def _complete(*args) -> Run:
 
 
 def _assert_same_dataset(a: Path, b: Path, skip=()):
-    with xr.open_dataset(a, engine="scipy") as x, xr.open_dataset(b, engine="scipy") as y:
+    with xr.open_dataset(a) as x, xr.open_dataset(b) as y:
         assert set(x.data_vars) == set(y.data_vars)
         for name in x.data_vars:
             if name not in skip:
@@ -121,7 +123,7 @@ def test_sweep_stopped_mid_run_resumes_to_the_uninterrupted_result(tmp_path, sig
     assert 2 <= kept < 12 and not list(chunks.glob(".*partial"))
     _complete("sweep", cfg, "--out", out, "--quiet")
     _assert_same_dataset(out / "sweep.nc", uninterrupted_sweep)
-    with xr.open_dataset(out / "sweep.nc", engine="scipy") as ds:
+    with xr.open_dataset(out / "sweep.nc") as ds:
         assert ds.attrs["members_solved_this_run"] == 24 - 2 * kept
     assert (out / "phase_diagram.png").stat().st_size > 10_000
 
@@ -148,8 +150,7 @@ def test_a_killed_simulate_leaves_no_complete_run_and_reruns(tmp_path):
         "solve": {"t1": 400.0, "dt": 0.001, "num_saves": 5},
     }, "r.yaml")
     _complete("simulate", cfg, "--out", out, "--quiet")
-    with np.load(out / "trajectory.npz") as z:
-        first = {k: z[k] for k in z.files}
+    first = lesde.open_result(out / "trajectory.nc")
     run = Run("simulate", cfg, "--out", out)
     run.wait_for(lambda: not (out / "summary.json").exists(), "the old summary removed")
     run.wait_for(lambda: "%" in run.text(), "the progress bar")
@@ -157,10 +158,10 @@ def test_a_killed_simulate_leaves_no_complete_run_and_reruns(tmp_path):
     assert run.finish() == -signal.SIGKILL
     assert not (out / "summary.json").exists()
     _complete("simulate", cfg, "--out", out, "--quiet")
-    with np.load(out / "trajectory.npz") as z:
-        assert set(z.files) == set(first)
-        for k in first:
-            np.testing.assert_array_equal(z[k], first[k], err_msg=k)
+    again = lesde.open_result(out / "trajectory.nc")
+    assert set(again.variables) == set(first.variables)
+    for k in first.variables:
+        np.testing.assert_array_equal(again[k].values, first[k].values, err_msg=k)
 
 
 @pytest.mark.slow

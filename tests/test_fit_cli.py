@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cf_check import assert_cf
 
 import lesde
 from lesde.cli import main
@@ -151,7 +152,8 @@ def test_fit_end_to_end_recovers_the_planted_impacts(nc_run, capsys):
     assert summary["r2_fit"] == report["fit"]["goodness"]["fit"]["r2"]
     assert summary["tail_index"] == cf["tail_index"] and summary["wall_time_s"] > 0
 
-    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+    assert_cf(out / "fit.nc")
+    with xr.open_dataset(out / "fit.nc") as ds:
         T = STEPS // WINDOW
         assert ds["data"].dims == ("step", "class", "logit") and ds["data"].shape == (T, K, K)
         assert ds["model"].shape == (T, K, K) and ds["impact"].shape == (T, K, K)
@@ -207,7 +209,7 @@ def test_fit_lesde_transition_likelihood_with_bootstrap(logs, tmp_path, capsys):
     assert all(p["stderr"] is not None for p in params.values())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nll_fit"] is not None and summary["tail_index"] is None
-    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+    with xr.open_dataset(out / "fit.nc") as ds:
         assert ds.sizes["step"] == STEPS // 20 and not ds["heldout"].values[0]
         assert "A_hat" not in ds.data_vars
 
@@ -258,7 +260,7 @@ def test_a_fit_whose_loss_becomes_nonfinite_exits_1_marked_not_converged(logs, t
     assert report["stopped"] == "nonfinite" and report["fit"]["uncertainty"].startswith("not computed")
     assert all(p["stderr"] is None for p in report["fit"]["parameters"].values())
     assert _strict_json((out / "summary.json").read_text())["converged"] is False
-    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+    with xr.open_dataset(out / "fit.nc") as ds:
         assert ds.attrs["converged"] == 0 and ds.attrs["stopped"] == "nonfinite"
 
 
@@ -316,7 +318,7 @@ def test_an_interrupted_fit_exits_130_and_looks_incomplete(logs, tmp_path):
     assert report["fit"]["stopped"] == "interrupted" and report["converged"] is False
     assert 0 < report["fit"]["steps_run"] < 1_000_000
     assert all(p["stderr"] is None for p in report["fit"]["parameters"].values())
-    with xr.open_dataset(out / "fit.nc", engine="scipy") as ds:
+    with xr.open_dataset(out / "fit.nc") as ds:
         assert ds.attrs["complete"] == 0 and ds.attrs["stopped"] == "interrupted"
 
 

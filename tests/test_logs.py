@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import xarray as xr
+from cf_check import assert_cf
 
 from lesde.fit import class_mean_logits
 from lesde.io import (
@@ -67,6 +68,7 @@ def test_netcdf_round_trip(tmp_path):
     ds = random_log(attrs={"config": "lr: 0.1\n", "seed": 7, "lr": 0.1})
     path = write_log(ds, tmp_path / "run.nc")
     back = read_log(path)
+    assert_cf(path)
     assert_same_log(ds, back)
     for name in ("trial", "step", "class", "eval_step"):
         assert back[name].dtype == ds[name].dtype
@@ -361,7 +363,7 @@ def test_failing_write_leaves_no_file(tmp_path, name):
         write_log(bad, tmp_path / name)
     assert os.listdir(tmp_path) == []
     good = random_log(attrs={"big": 1})
-    good.attrs["big"] = 2**40  # fits no netCDF3 integer
+    good.attrs["big"] = 2**40  # fits no int32, the type of the log format's integer attributes
     with pytest.raises(LogError, match="'big'"):
         write_log(good, tmp_path / name)
     assert os.listdir(tmp_path) == []

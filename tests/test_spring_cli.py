@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cf_check import assert_cf
 
 import lesde
 from lesde.cli import main
@@ -48,7 +49,7 @@ def test_lesde_sweep_draws_the_load_curve_grid(tmp_path, capsys):
     assert "spring-block map (variant A)" in printed and "curvature (mean over seeds; NaN where a seed is flagged)" in printed
     assert (out / "load_curves.png").stat().st_size > 0
     assert (out / "phase_diagram.png").stat().st_size > 0
-    with xr.open_dataset(out / "sweep.nc", engine="scipy") as ds:
+    with xr.open_dataset(out / "sweep.nc") as ds:
         assert ds["gains"].shape == (2, 2, 3, 4)
 
 
@@ -82,7 +83,7 @@ def test_lesde_spring_writes_a_complete_run(tmp_path, capsys, path):
     out = tmp_path / "run"
     assert main(["spring", str(cfg), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    arrays = np.load(out / "trajectory.npz")
+    arrays = assert_cf(out / "trajectory.nc")
     assert arrays["positions"].shape == (2, 11, data["model"].get("num_blocks", 7))
     assert summary["load_curve"]["shape"] in ("concave", "linear", "convex")
     assert (out / "spring.png").stat().st_size > 0

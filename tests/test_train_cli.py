@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cf_check import assert_cf
 
 from lesde.cli import main
 from lesde.io import read_log
@@ -126,7 +127,8 @@ def test_train_separation_end_to_end(tmp_path):
     out = tmp_path / "out"
     assert main(["train", str(_write(tmp_path, SEP)), "--out", str(out), "--quiet"]) == 0
     assert {"separation.nc", "load_curves.png", "summary.json"} <= {p.name for p in out.iterdir()}
-    with xr.open_dataset(out / "separation.nc", engine="scipy") as ds:
+    assert_cf(out / "separation.nc")
+    with xr.open_dataset(out / "separation.nc") as ds:
         assert dict(ds["D"].sizes) == {"negative_slope": 2, "data_noise": 2, "seed": 2, "epoch": 2, "layer": 3}
         assert np.all(np.isfinite(ds["D"].values)) and np.all(ds["D"].values > 0)
         assert ds["test_acc"].min() >= 0 and ds["test_acc"].max() <= 1

@@ -19,3 +19,12 @@ from ._outputs import (
 )
 from ._results import versions as versions, write_run as write_run
 from ._sweep_io import read_sweep as read_sweep, RESULT_NAME as RESULT_NAME, ResultError as ResultError
+from ._netcdf import (
+    annotate as annotate,
+    COMMON_ATTRS as COMMON_ATTRS,
+    CONVENTIONS as CONVENTIONS,
+    flag_attrs as flag_attrs,
+    open_result as open_result,
+    RESULT_FILES as RESULT_FILES,
+    write_netcdf as write_netcdf,
+)

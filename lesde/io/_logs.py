@@ -35,7 +35,8 @@ import numpy as np
 import xarray as xr
 
 from .._checks import check_increasing
-from ._results import _atomic_write
+from ._netcdf import annotate, COMMON_ATTRS, write_netcdf
+from ._atomic import _atomic_write
 
 MARKER = "trajectory"
 _EMPTY_EVAL = "lesde_empty_eval"  # in a .nc file only: the log has no eval steps
@@ -51,6 +52,26 @@ _DIMS = {
 }
 _INT_VARS = ("sample", "label")
 _FLOAT_VARS = ("logits", "train_loss", "val_loss", "val_acc")
+_CF_ATTRS = {
+    **COMMON_ATTRS,
+    "sample": {"long_name": "index of the drawn training sample", "units": "1"},
+    "label": {"long_name": "training label of the drawn sample", "units": "1"},
+    "logits": {"long_name": "logits of the drawn sample before the update", "units": "1"},
+    "train_loss": {"long_name": "training loss of the drawn sample before the update", "units": "1"},
+    "val_loss": {"long_name": "validation loss", "units": "1"},
+    "val_acc": {"long_name": "validation accuracy", "units": "1"},
+    # optional variables of `lesde train` (trajectories)
+    "features": {"long_name": "logits of every training sample at the snapshot", "units": "1"},
+    "snapshot_step": {"long_name": "SGD step of the snapshot", "units": "1"},
+    "train_sample": {"long_name": "training sample", "units": "1"},
+    "train_labels": {"long_name": "training label of the sample", "units": "1"},
+    "impact": {"long_name": "tangent-kernel impact matrix", "units": "1"},
+    "impact_ratio": {"long_name": "local-elasticity ratio of the tangent-kernel impact", "units": "1"},
+    "impact_step": {"long_name": "SGD step of the tangent-kernel measurement", "units": "1"},
+    "class_row": {"long_name": "class of the impacted sample", "units": "1"},
+    "class_col": {"long_name": "class of the updated sample", "units": "1"},
+}
+_FILE_ATTRS = ("Conventions", "title", "history", "source")  # written by write_netcdf
 _CSV_FIXED = ("trial", "itr", "smp", "y")
 _CSV_TAIL = ("tr_loss", "val_loss", "val_acc")
 
@@ -99,7 +120,8 @@ def _to_int32(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def _check_attrs(attrs: Mapping) -> dict:
-    """Attrs as plain str/int/float (what a netCDF3 file stores), or an error."""
+    """Attrs as plain str/int/float (what any version of the log file stores), or an
+    error."""
     out = {}
     for key, value in attrs.items():
         if not isinstance(key, str):
@@ -115,7 +137,7 @@ def _check_attrs(attrs: Mapping) -> dict:
             if not _INT32.min <= value <= _INT32.max:
                 raise LogError(
                     f"attribute {key!r} = {value} does not fit in int32, the integer "
-                    "type of a netCDF3 file (store it as a str)"
+                    "type of the log's attributes (store it as a str)"
                 )
             out[key] = int(value)
         elif isinstance(value, (float, np.floating)):
@@ -226,7 +248,7 @@ def make_log(
             },
             attrs={"lesde_log": MARKER, "num_classes": K, **attrs},
         )
-    return check_log(ds)
+    return check_log(annotate(ds, _CF_ATTRS))
 
 
 def _first_bad(ds: xr.Dataset, name: str, bad: np.ndarray) -> str:
@@ -329,13 +351,15 @@ def _suffix(path: Path) -> str:
 
 
 def write_log(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a trajectory log to `path`: netCDF3 (xarray, engine "scipy") for a .nc
-    path, the CSV layout (`write_csv`) for a .csv path.
+    """Write a trajectory log to `path`: a netCDF4 file to the CF conventions
+    (`lesde.io.write_netcdf`: long names and units, the command line in `history`) for
+    a .nc path, the CSV layout (`write_csv`) for a .csv path.
 
-    The log is checked first. netCDF3 has no 64-bit integers: integer variables and
-    coordinates are stored as int32 (`read_log` gives the coordinates back as int64).
-    A log with no eval steps is stored without `val_loss`, `val_acc` and `eval_step`
-    (netCDF3 cannot store an empty dimension) and the attr `lesde_empty_eval` = 1.
+    The log is checked first. Integer variables and coordinates are stored as int32,
+    the format's type (`read_log` gives the coordinates back as int64), and attrs are
+    str, int32 or float, as in files of earlier versions (netCDF3), which `read_log`
+    still reads. A log with no eval steps is stored without `val_loss`, `val_acc` and
+    `eval_step` and with the attr `lesde_empty_eval` = 1.
     The file is written under a temporary name and renamed when complete. Returns
     the path.
     """
@@ -354,7 +378,8 @@ def write_log(ds: xr.Dataset, path: str | Path) -> Path:
     if ds.sizes["eval_step"] == 0:
         out = out.drop_vars(["val_loss", "val_acc", "eval_step"])
         out.attrs[_EMPTY_EVAL] = 1
-    _atomic_write(path, lambda p: out.to_netcdf(p, engine="scipy"))
+    others = {n: {"long_name": str(n).replace("_", " "), "units": "1"} for n in out.variables}
+    write_netcdf(path, annotate(out, {**others, **_CF_ATTRS}), title="lesde trajectory log: per-step training of real networks")
     return path
 
 
@@ -368,13 +393,14 @@ def read_log(path: str | Path) -> xr.Dataset:
     if not path.is_file():
         raise FileNotFoundError(f"no log file at {str(path)!r}")
     try:
-        with xr.open_dataset(path, engine="scipy") as f:
-            ds = f.load()
+        ds = xr.load_dataset(path)  # netCDF4, or netCDF3 of earlier versions
     except (TypeError, ValueError, OSError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise LogError(f"{path}: not a readable netCDF3 file ({first})") from e
+        raise LogError(f"{path}: not a readable netCDF file ({first})") from e
     attrs = {}
     for key, value in ds.attrs.items():
+        if key in _FILE_ATTRS:
+            continue
         if isinstance(value, np.generic):
             value = value.item()
         attrs[key] = value
@@ -390,6 +416,7 @@ def read_log(path: str | Path) -> xr.Dataset:
     for dim in ("trial", "step", "class", "eval_step"):
         if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.integer):
             ds = ds.assign_coords({dim: ds[dim].values.astype(np.int64)})
+    ds = annotate(ds, _CF_ATTRS)
     try:
         return check_log(ds)
     except LogError as e:

@@ -2,12 +2,10 @@
 
 from pathlib import Path
 
+from ._netcdf import open_result, ResultError
+
 RESULT_NAME = "sweep.nc"
 """The file of the results in the output folder of a sweep."""
-
-
-class ResultError(ValueError):
-    """A result file that cannot be read as what it should be."""
 
 
 def read_sweep(path: str | Path):
@@ -17,20 +15,10 @@ def read_sweep(path: str | Path):
     complete netCDF file (truncated, or another format); a netCDF file that is not a
     sweep result (no per-member `status` with a `seed` dimension, e.g. a training log or
     a fit). Returns the Dataset."""
-    import xarray as xr
-
     path = Path(path)
-    if not path.is_file():
-        raise ResultError(f"no such file: {path}")
-    try:
-        with xr.open_dataset(path, engine="scipy") as ds:
-            ds = ds.load()
-    except Exception as e:  # scipy's reader raises TypeError, ValueError, OSError, ...
-        raise ResultError(
-            f"{path} is not a readable netCDF file ({type(e).__name__}: {e}); a sweep result "
-            "that was cut short is never renamed to sweep.nc, so this file is damaged or of "
-            "another kind: rerun the sweep to write it again"
-        ) from None
+    if path.is_dir():
+        raise ResultError(f"{path} is a folder: name the sweep result in it ({path / RESULT_NAME})")
+    ds = open_result(path)
     if "status" not in ds.data_vars or "seed" not in ds["status"].dims:
         kind = (
             "a training log" if "logits" in ds.data_vars

@@ -61,6 +61,8 @@ from ._separation import (
     trace_ratio as trace_ratio,
 )
 from ._registry import (
+    METRIC_ATTRS as METRIC_ATTRS,
+    metric_attrs as metric_attrs,
     METRIC_DIMS as METRIC_DIMS,
     METRICS as METRICS,
     metrics_fn as metrics_fn,

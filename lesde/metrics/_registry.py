@@ -88,18 +88,60 @@ METRIC_DIMS: dict[str, tuple[str, ...]] = {"gains": ("block",), "elongations": (
 """Names of the trailing dimensions of the metrics that are vectors."""
 
 
+METRIC_ATTRS: dict[str, dict] = {
+    "loss": {"long_name": "training loss (cross-entropy)"},
+    "accuracy": {"long_name": "training accuracy"},
+    "min_margin": {"long_name": "minimum logit margin"},
+    "within_class_trace": {"long_name": "within-class trace Tr Σ_W"},
+    "between_class_trace": {"long_name": "between-class trace Tr Σ_B"},
+    "ncm_error": {"long_name": "NCM error (nearest class mean)"},
+    "nc1": {"long_name": "NC1 (within-class collapse)"},
+    "separation_fuzziness": {"long_name": "separation fuzziness D"},
+    "trace_ratio": {"long_name": "trace ratio Tr Σ_W / Tr Σ_B"},
+    "gains": {"long_name": "gain d_l (spring elongation)"},
+    "elongations": {"long_name": "spring elongation"},
+    "curvature": {"long_name": "load-curve curvature"},
+    "nonuniformity": {"long_name": "load-curve non-uniformity"},
+    "shape": {
+        "long_name": "load-curve shape",
+        "flag_values": [-1.0, 0.0, 1.0],
+        "flag_meanings": "concave linear convex",
+    },
+    "extension": {"long_name": "chain extension x_L"},
+}
+"""Name -> the CF attributes of a metric's variable in result files and the labels of
+figures: `long_name` (human-readable) and `units` (`metric_attrs` adds "1",
+dimensionless, where a metric has none), and `flag_values` / `flag_meanings` for a
+metric whose values are categories."""
+
+
+def metric_attrs(name: str) -> dict:
+    """The CF attributes of metric `name` (`METRIC_ATTRS`): at least `long_name` (the name
+    with blanks for an unregistered metric) and `units` ("1" unless registered)."""
+    attrs = {"long_name": name.replace("_", " "), "units": "1", **METRIC_ATTRS.get(name, {})}
+    return attrs
+
+
 _FAMILIES = {"le_sde": METRICS, "spring": SPRING_METRICS}
 
 
 def register_metric(
-    name: str, fn: Callable, *, family: str = "le_sde", dims: tuple[str, ...] = ()
+    name: str,
+    fn: Callable,
+    *,
+    family: str = "le_sde",
+    dims: tuple[str, ...] = (),
+    long_name: str | None = None,
+    units: str = "1",
 ) -> Callable:
     """Register fn(t, X, model) -> value under `name`, so that sweeps (`sweep.metrics`
     of a config, `metrics_fn`), `lesde sweep`'s tables and phase diagrams and
     `lesde plot` use it by name. `family`: 'le_sde' (`METRICS`: X is an LE-SDE state,
     (N, p)) or 'spring' (`SPRING_METRICS`: spring-block states). The value is a scalar,
     or a small vector whose trailing dimensions `dims` names (`METRIC_DIMS`). fn runs
-    inside the solve under `jit`/`vmap`: jax.numpy only. Returns fn.
+    inside the solve under `jit`/`vmap`: jax.numpy only. `long_name` and `units` (CF
+    units, "1" for a dimensionless number) label the metric in result files and figures
+    (`METRIC_ATTRS`; default long name: the name with blanks). Returns fn.
 
     Example (the mean distance of the class means from the origin):
 
@@ -109,7 +151,7 @@ def register_metric(
         def class_mean_norm(t, x, model):
             return jnp.mean(jnp.linalg.norm(model.classes.mean(x), axis=-1))
 
-        register_metric("class_mean_norm", class_mean_norm)
+        register_metric("class_mean_norm", class_mean_norm, long_name="mean norm of the class means")
     """
     if family not in _FAMILIES:
         raise ValueError(f"family must be one of {sorted(_FAMILIES)}, got {family!r}")
@@ -120,9 +162,12 @@ def register_metric(
     registry = _FAMILIES[family]
     if name in registry and registry[name] is not fn:
         raise ValueError(f"a {family} metric named {name!r} is registered already")
+    if not isinstance(units, str) or not units:
+        raise ValueError(f"units of metric {name!r} must be a non-empty string (\"1\": dimensionless), got {units!r}")
     registry[name] = fn
     if dims:
         METRIC_DIMS[name] = tuple(dims)
+    METRIC_ATTRS[name] = {"long_name": long_name or name.replace("_", " "), "units": units}
     return fn
 
 

@@ -26,6 +26,11 @@ from ._gradient import (
 )
 from ._impact import AbstractImpact as AbstractImpact, General as General, LocallyElastic as LocallyElastic
 from ._le_sde import LEODE as LEODE, LESDE as LESDE
+from ._names import (
+    parameter_name as parameter_name,
+    PARAMETER_NAMES as PARAMETER_NAMES,
+    register_parameter_name as register_parameter_name,
+)
 from ._noise import (
     AbstractNoise as AbstractNoise,
     Independent as Independent,

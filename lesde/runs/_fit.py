@@ -12,9 +12,12 @@ import yaml
 
 from .. import __version__
 from .. import fit as F
-from ..io import check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions
-from ..io._results import _atomic_write, COMPLETE_MARKER, to_json, write_json
+from ..io import (
+    check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions, write_netcdf,
+)
+from ..io._results import COMPLETE_MARKER, to_json, write_json
 from ..plot import close, plot_closed_form, plot_fit
+from ._cf import describe
 from ._report import checked, REFUSED
 from ._fit_config import build_fit, load_fit_config
 
@@ -302,6 +305,7 @@ def _fit_into(config, source, log, log_path, setup, out: Path, start: float, pro
         ds = fit_dataset(setup, result, report["goodness"], estimates)
         ds.attrs["config"] = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
         ds.attrs["log"] = str(log_path)
+        ds.attrs.update(versions())
         full = {
             "complete": complete,
             "stopped": result.stopped,
@@ -317,7 +321,8 @@ def _fit_into(config, source, log, log_path, setup, out: Path, start: float, pro
             **versions(),
         }
         write_json(out / "report.json", full)
-        _atomic_write(out / "fit.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
+        kind = "LE-ODE" if m.kind == "le_ode" else "LE-SDE"
+        write_netcdf(out / "fit.nc", describe(ds), title=f"lesde fit of an {kind} to the log {Path(log_path).name}")
         if not complete:
             print(
                 f"lesde fit: interrupted at step {report['steps_run']} of "

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import xarray as xr
 
 from .. import __version__
 from ..io import check_output_dir, output_lock, remove_stale, versions, write_run
 from ..io._results import COMPLETE_MARKER
 from ..metrics import observables
 from ..solve import simulate, STATUS_NAMES
+from ._cf import describe
 from ._config import DEFAULT_CONFIG, load_config
 from ._report import checked, flagged_warning, REFUSED, warn
 
@@ -34,9 +36,19 @@ def run_simulation(config, progress: bool = False):
     return model, traj
 
 
+def trajectory_dataset(ts, status, obs: dict):
+    """The observables of one run (`run_simulation`) as the Dataset of trajectory.nc:
+    `loss`, `accuracy`, `min_margin`, `within_class_trace` over `time`, `class_means`
+    (time, class, feature), and the run's `status` (a flag)."""
+    data = {k: ("time", np.asarray(obs[k])) for k in ("loss", "accuracy", "min_margin", "within_class_trace")}
+    data["class_means"] = (("time", "class", "feature"), np.asarray(obs["class_means"]))
+    data["status"] = ((), np.asarray(status, dtype=np.int32))
+    return describe(xr.Dataset(data, coords={"time": np.asarray(ts, dtype=np.float64)}))
+
+
 def simulate_command(config: str | Path | None, out: str | Path, *, progress: bool = True) -> int:
     """`lesde simulate`: solve the run of the YAML file `config` (None: the embedded
-    default) and write config.yaml, trajectory.npz and summary.json (last: its presence
+    default) and write config.yaml, trajectory.nc and summary.json (last: its presence
     marks a complete run) to the folder `out`. Prints a table of the observables.
 
     **Returns:** the exit status: 0 success, 1 the member is flagged, 2 a bad config or
@@ -88,8 +100,10 @@ def _simulate_into(config, source, out: Path, progress: bool) -> int:
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
-    arrays = {"ts": traj.ts, "status": traj.status, **obs}
-    write_run(out, config.model_dump(mode="json"), arrays, summary)
+    write_run(
+        out, config.model_dump(mode="json"), trajectory_dataset(traj.ts, traj.status, obs), summary,
+        title=f"lesde simulate: one run of the LE-SDE '{m.gradient}' model",
+    )
     print(
         f"status: {status}; final loss {summary['final']['loss']:.5g}, accuracy "
         f"{summary['final']['accuracy']:.3f}; {elapsed:.1f} s; results in {out}/"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import xarray as xr
 
 from .. import __version__
 from ..io import check_output_dir, output_lock, remove_stale, versions, write_run
@@ -13,6 +14,7 @@ from ..metrics import load_curve, SHAPES
 from ..models import spring_equilibrium, stationary_gains
 from ..plot import close, plot_spring_run
 from ..solve import simulate, status_counts
+from ._cf import describe
 from ._config import DEFAULT_SPRING_CONFIG, is_map, load_config, SpringRunConfig
 from ._report import checked, flagged_warning, REFUSED, warn
 
@@ -56,7 +58,7 @@ def spring_theory(config) -> dict | None:
 
 def spring_command(config: str | Path | None, out: str | Path) -> int:
     """`lesde spring`: run the spring-block model of the YAML file `config` (None: the
-    authors' map setting) for several seeds and write config.yaml, trajectory.npz (block
+    authors' map setting) for several seeds and write config.yaml, trajectory.nc (block
     positions), spring.png and summary.json (last) to the folder `out`.
 
     **Returns:** the exit status: 0 every seed healthy, 1 seeds flagged, 2 a bad config
@@ -117,14 +119,20 @@ def _spring_into(config, source, theory, out: Path) -> int:
         "wall_time_s": round(elapsed, 3),
         **versions(),
     }
-    arrays = {"ts": np.asarray(traj.ts[0]), "positions": x, "status": status}
+    ds = describe(xr.Dataset(
+        {"positions": (("seed", "time", "block"), x), "status": ("seed", status.astype(np.int32))},
+        coords={
+            "seed": np.arange(x.shape[0]), "time": np.asarray(traj.ts[0], dtype=np.float64),
+            "block": np.arange(1, x.shape[-1] + 1),
+        },
+    ))
     png = out / "spring.png"
     close(plot_spring_run(
         np.asarray(traj.ts[0]), x, theory=theory, path=png,
         time_label="t (map steps)" if theory is not None else "t",
     ))
-    write_run(out, config.model_dump(mode="json"), arrays, summary)
-    print(f"{elapsed:.1f} s; results in {out}/ (trajectory.npz, summary.json, {png.name})")
+    write_run(out, config.model_dump(mode="json"), ds, summary, title=f"lesde spring: {config.model.describe()}")
+    print(f"{elapsed:.1f} s; results in {out}/ (trajectory.nc, summary.json, {png.name})")
     warn(flagged_warning("spring", status, "seeds"))
     return 0 if summary["status"] == "success" else 1
 

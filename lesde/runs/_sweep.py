@@ -1,6 +1,5 @@
 """`lesde sweep`: a sweep config solved to a netCDF file, resumably."""
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -9,11 +8,14 @@ import jax
 import yaml
 
 from .. import __version__
-from ..io import check_output_dir, INTERRUPTED, output_lock, OutputError, remove_stale, versions
+from ..io import (
+    check_output_dir, INTERRUPTED, output_lock, OutputError, remove_stale, versions, write_netcdf,
+)
 from ..io._sweep_io import RESULT_NAME
 from ..metrics import METRIC_DIMS, metrics_fn
 from ..plot import _params_on, close, plot_load_curves, plot_phase_diagram
 from ..solve import fingerprint_of, status_counts, sweep
+from ._cf import describe
 from ._config import ConfigError, is_map, load_config, SweepConfig
 from ._report import flagged_warning, warn
 
@@ -26,7 +28,8 @@ def run_sweep(
     progress: bool = True,
     keep_chunks: bool = False,
 ):
-    """Solve the sweep of `config` and write `out_dir/sweep.nc` (netCDF, xarray).
+    """Solve the sweep of `config` and write `out_dir/sweep.nc` (netCDF4 to the CF
+    conventions, `lesde.io.write_netcdf`).
 
     Finished chunks are kept in `out_dir/chunks/` while the sweep runs; running the same
     command again after an interruption resumes from them (a different config in the
@@ -61,11 +64,9 @@ def run_sweep(
         ts=s.save_times,
         metric_dims=METRIC_DIMS,
     )
-    ds = ds[[*config.metrics, "status"]]  # in the config's order (tables, pictures)
+    ds = describe(ds[[*config.metrics, "status"]])  # in the config's order (tables, pictures)
     if jax.process_index() == 0:  # several processes: the first one writes
-        tmp = out / f".{RESULT_NAME}.partial"
-        ds.to_netcdf(tmp, engine="scipy")
-        os.replace(tmp, result)
+        write_netcdf(result, ds, title=f"lesde sweep: {config.model.describe()}, {s.num_cells} cells x {s.seeds} seeds")
         if not keep_chunks:
             shutil.rmtree(out / "chunks", ignore_errors=True)
     return ds

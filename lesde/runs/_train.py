@@ -10,12 +10,14 @@ import yaml
 from .. import __version__
 from ..io import (
     check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions, write_log,
+    write_netcdf,
 )
-from ..io._results import _atomic_write, COMPLETE_MARKER, write_json
+from ..io._results import COMPLETE_MARKER, write_json
 from ..metrics import SHAPES
 from ..nets import corrupt_labels, log_spaced_steps, train_separation, train_sgd
 from ..plot import close, plot_logit_trajectories, plot_separation_grid, plot_validation
 from ..solve import fingerprint_of
+from ._cf import describe
 from ._report import checked, REFUSED
 from ._train_config import load_train_config, TrajectoriesConfig
 
@@ -183,7 +185,8 @@ def run_separation(config, out: Path, progress: bool = True) -> dict:
         eval_epochs=t.eval_epochs, seed=t.seed, chunk_size=t.chunk_size, progress=progress,
     )
     ds.attrs.update(config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions())
-    _atomic_write(out / "separation.nc", lambda p: ds.to_netcdf(p, engine="scipy"))
+    ds = describe(ds)
+    write_netcdf(out / "separation.nc", ds, title="lesde train: the law of data separation over a grid of nonlinearity and noise")
     last = ds.isel(epoch=-1).mean("seed")
     cells = []
     dims = [d for d in last["test_acc"].dims]
