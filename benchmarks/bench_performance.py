@@ -1,8 +1,9 @@
 """lesde against the tools a user would otherwise use, and how its cost grows.
 
 One command runs every part and writes `benchmarks/results/performance.json`, the table
-`benchmarks/results/performance.md`, and the same table into the README (between the
-`performance:begin` / `performance:end` markers):
+`benchmarks/results/performance.md`, and the same table into the documentation's
+benchmarks page, docs/benchmarks.md (between the `performance:begin` / `performance:end`
+markers):
 
     python benchmarks/bench_performance.py            # about 25 minutes on 2 CPU cores
     python benchmarks/bench_performance.py --quick    # fewer repeats and points
@@ -54,7 +55,7 @@ from _reference import (  # noqa: E402
 
 K, N_PER, STEPS, BATCH, DT = 10, 100, 1000, 64, 0.05
 RESULTS = Path(__file__).parent / "results"
-README = Path(__file__).parent.parent / "README.md"
+DOCS_PAGE = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 CLOCK = CompileClock()
 
 
@@ -559,7 +560,7 @@ def table(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_all(res: dict, readme: bool) -> None:
+def write_all(res: dict, docs: bool) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for path, text in ((RESULTS / "performance.json", json.dumps(res, indent=2)),
                        (RESULTS / "performance.md", table(res))):
@@ -567,16 +568,16 @@ def write_all(res: dict, readme: bool) -> None:
         tmp.write_text(text)
         tmp.replace(path)
         print(f"written {path}")
-    if readme:
-        text = README.read_text()
+    if docs:
+        text = DOCS_PAGE.read_text()
         begin, end = "<!-- performance:begin -->", "<!-- performance:end -->"
         if begin not in text or end not in text:
-            print(f"README has no {begin} ... {end} markers; table not copied there")
+            print(f"{DOCS_PAGE} has no {begin} ... {end} markers; table not copied there")
             return
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
-        README.write_text(head + begin + "\n" + table(res) + end + tail)
-        print(f"written the table into {README}")
+        DOCS_PAGE.write_text(head + begin + "\n" + table(res) + end + tail)
+        print(f"written the table into {DOCS_PAGE}")
 
 
 def main(argv=None):
@@ -589,7 +590,8 @@ def main(argv=None):
     ap.add_argument("--numpy-trials", type=int, default=10,
                     help="trials the NumPy loop is timed on (scaled to 500)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
-    ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--no-docs", action="store_true",
+                    help="do not copy the table into docs/benchmarks.md")
     a = ap.parse_args(argv)
     if a.quick:
         a.repeats = min(a.repeats, 3)
@@ -608,7 +610,7 @@ def main(argv=None):
     res["run_s"] = time.perf_counter() - t0
     res["settings"] = vars(a)
     res["environment"] = environment()
-    write_all(res, readme=not a.no_readme)
+    write_all(res, docs=not a.no_docs)
     print(table(res))
 
 

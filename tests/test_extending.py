@@ -1,6 +1,6 @@
-"""The extension points of the README's "Extending lesde": a gradient model, a kind of
-noise and a metric, each one definition plus its registration, usable by name from a
-config."""
+"""The extension points of "Extending lesde" (docs/extending.md): a gradient model, a
+kind of noise and a metric, each one definition plus its registration, usable by name
+from a config."""
 
 import re
 import subprocess
@@ -53,8 +53,8 @@ class Margin(AbstractGradient):
         own = jnp.sum(x * e, axis=-1, keepdims=True)
         return -jax.nn.softplus(1 - own) * e
 '''
-"""The README's gradient model: run in the test (`_define_margin`) and written as an
-extension module for the command line (`EXTENSION`)."""
+"""The gradient model of docs/extending.md: run in the test (`_define_margin`) and
+written as an extension module for the command line (`EXTENSION`)."""
 
 METRIC = '''
 import jax.numpy as jnp
@@ -83,7 +83,7 @@ class Common(AbstractNoise):
     def apply(self, sigma, dw, classes):
         return jnp.broadcast_to(sigma * dw, (classes.num_samples, dw.shape[-1]))
 '''
-"""The README's kind of noise."""
+"""The kind of noise of docs/extending.md."""
 
 EXTENSION = MARGIN + COMMON + METRIC + '''
 from lesde.metrics import register_metric
@@ -259,16 +259,16 @@ def test_a_registered_schedule_is_built_and_swept_from_a_config(registries):
                           schema=runs.SweepConfig)
 
 
-def _readme_block(marker: str) -> str:
-    """The README's Python code block that contains `marker`."""
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+def _docs_block(marker: str) -> str:
+    """The Python code block of docs/extending.md that contains `marker`."""
+    text = (Path(__file__).parents[1] / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     (block,) = [b for b in blocks if marker in b]
     return block
 
 
 def test_a_new_model_family_simulates_and_sweeps_by_path():
-    ns = _run(_readme_block("class OrnsteinUhlenbeck"))
+    ns = _run(_docs_block("class OrnsteinUhlenbeck"))
     ou, set_paths = ns["OrnsteinUhlenbeck"], ns["set_paths"]
     # Euler-Maruyama for dX = -theta X dt + sigma dW is exactly X_n = a X_{n-1} + sigma
     # sqrt(dt) Z_n with a = 1 - theta dt: mean a^n x0, variance sigma^2 dt (1 - a^2n) /
@@ -280,7 +280,7 @@ def test_a_new_model_family_simulates_and_sweeps_by_path():
     var = sigma**2 * dt * (1 - a ** (2 * n)) / (1 - a**2)
     assert abs(x.mean() - a**n) < 5 * np.sqrt(var / x.size)
     np.testing.assert_allclose(x.var(), var, rtol=5 * np.sqrt(2 / x.size))
-    # the README's sweep by the path `theta`: each cell's mean over 4 x 100 draws
+    # the page's sweep by the path `theta`: each cell's mean over 4 x 100 draws
     ds = ns["ds"]
     assert ds["theta"].attrs["path"] == "theta" and ds["status"].values.max() == 0
     for th in (1.0, 2.0):

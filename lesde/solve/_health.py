@@ -13,7 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-SUCCESS, DIVERGED, SOLVER_FAILED, INACCURATE = 0, 1, 2, 3
+SUCCESS = 0
+DIVERGED = 1
+SOLVER_FAILED = 2
+INACCURATE = 3
 STATUS_NAMES = {
     SUCCESS: "success",
     DIVERGED: "diverged",
