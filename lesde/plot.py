@@ -105,24 +105,63 @@ def close(fig) -> None:
     plt.close(fig)
 
 
+GAP = ("impact.alpha", "impact.beta")
+"""A dimension that sweeps alpha and beta together is drawn against alpha - beta, the
+quantity whose sign decides separability."""
+
+
+def _is_gap(ds, dim) -> bool:
+    return dim != "time" and set(_params_on(ds, dim)) == set(GAP)
+
+
 def _coord(ds, dim):
-    """A dimension's values: those of its first parameter."""
+    """A dimension's values: those of its first parameter (alpha - beta for a dimension
+    that zips them)."""
+    if _is_gap(ds, dim):
+        return np.asarray(_by_path(ds, GAP[0]).values) - np.asarray(_by_path(ds, GAP[1]).values)
     return np.asarray(_by_path(ds, _params_on(ds, dim)[0]).values)
 
 
+def _name(var, default: str | None = None) -> str:
+    """The human-readable name of a variable or coordinate: its `long_name` (else
+    `default`, else the metric registry's name for it), with its units unless
+    dimensionless."""
+    from .metrics import metric_attrs
+
+    name = var.attrs.get("long_name") or default or metric_attrs(str(var.name))["long_name"]
+    units = var.attrs.get("units", "1")
+    return name if units in ("1", "") else f"{name} [{units}]"
+
+
+def _param_name(ds, path: str) -> str:
+    """The human-readable name of the swept parameter at `path`: the `long_name` of its
+    coordinate, else `lesde.models.parameter_name` (results of earlier versions)."""
+    from .models import parameter_name
+
+    try:
+        return _name(_by_path(ds, path), parameter_name(path))
+    except KeyError:
+        return parameter_name(path)
+
+
 def _setting(ds, dim, i) -> str:
-    """'path = value' of entry i of a grid dimension (or of the save time)."""
+    """'name = value' of entry i of a grid dimension (or of the save time)."""
     if dim == "time":
         return f"t = {float(ds['time'][i]):.3g}"
-    return f"{_params_on(ds, dim)[0]} = {_coord(ds, dim)[i]:.3g}"
+    name = "α - β" if _is_gap(ds, dim) else _param_name(ds, _params_on(ds, dim)[0])
+    return f"{name} = {_coord(ds, dim)[i]:.3g}"
 
 
 def _label(ds, dim):
-    """A dimension's axis label: the path of its parameter (and those zipped with it)."""
+    """A dimension's axis label: the human-readable name of its parameter (and of those
+    zipped with it); alpha - beta where alpha and beta are zipped."""
+    if _is_gap(ds, dim):
+        return "α - β (intra- minus inter-class impact)"
     first, *rest = _params_on(ds, dim)
     base = first.split("[")[0]  # entries of the same array: their indices only
-    rest = [r[len(base):] if r.startswith(base + "[") else r for r in rest]
-    return first if not rest else f"{first}\n(zipped with {', '.join(rest)})"
+    rest = [r[len(base):] if r.startswith(base + "[") else _param_name(ds, r) for r in rest]
+    name = _param_name(ds, first)
+    return name if not rest else f"{name}\n(zipped with {', '.join(rest)})"
 
 
 def plot_phase_diagram(
@@ -153,9 +192,14 @@ def plot_phase_diagram(
         raise ValueError(f"metrics {unknown} are not in the dataset; it has {list(ds.data_vars)}")
     # a cell with a flagged seed (NaN) stays blank: its mean would not be a measurement
     panels = {n: ds[n].mean("seed", skipna=False) for n in names}
+    titles = {n: _name(ds[n]) for n in names}
     if bool((ds["status"] != 0).any()):
         panels["fraction flagged"] = (ds["status"] != 0).mean("seed")
+        titles["fraction flagged"] = "fraction of members flagged"
     lines = theory_lines(ds)
+    theory = ", ".join(dict.fromkeys(
+        "theory: r = 1" if _params_on(ds, d)[0].endswith(".r") else "theory: α = β" for d in lines
+    ))
 
     def coord(dim):
         return _coord(ds, dim)
@@ -164,18 +208,30 @@ def plot_phase_diagram(
         return _label(ds, dim)
 
     def line_at(dim):
+        if dim in lines and _is_gap(ds, dim):
+            return 0.0  # alpha = beta
         return lines.get(dim)
 
-    def norm(da):
-        """One colour scale for every row of a metric: logarithmic where its values are
-        positive and span more than three decades."""
+    def scale(name, da):
+        """(norm, colour map, ticks) of a metric, one for all its rows: categories
+        (`flag_meanings`) on a diverging map with their names as ticks; values of both
+        signs on a diverging map centred at 0; positive values spanning more than three
+        decades on a log scale; else linear."""
         z = np.asarray(da)
         z = z[np.isfinite(z)]
         if not z.size:
-            return None
+            return None, None, None
+        attrs = ds[name].attrs if name in ds.data_vars else {}
+        if "flag_meanings" in attrs:
+            values = np.atleast_1d(attrs["flag_values"]).astype(float)
+            half = max(np.abs(values).max(), 1e-12)
+            ticks = (values, attrs["flag_meanings"].split())
+            return matplotlib.colors.CenteredNorm(0.0, half), "RdBu_r", ticks
+        if z.min() < 0 < z.max():
+            return matplotlib.colors.CenteredNorm(0.0, np.abs(z).max()), "RdBu_r", None
         if z.min() > 0 and z.max() / z.min() > 1e3:
-            return matplotlib.colors.LogNorm(z.min(), z.max())
-        return matplotlib.colors.Normalize(z.min(), z.max())
+            return matplotlib.colors.LogNorm(z.min(), z.max()), None, None
+        return matplotlib.colors.Normalize(z.min(), z.max()), None, None
 
     if len(dims) == 1:
         (x,) = dims
@@ -187,12 +243,13 @@ def plot_phase_diagram(
             else:
                 ax.plot(coord(x), np.asarray(da), "o-")
             if line_at(x) is not None:
-                ax.axvline(line_at(x), color="k", ls="--", lw=1, label="theory")
+                ax.axvline(line_at(x), color="k", ls="--", lw=1, label=theory)
+            if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
             if _is_log(coord(x)):
                 ax.set_xscale("log")
             ax.set_xlabel(label(x))
-            ax.set_title(name)
+            ax.set_title(titles[name], fontsize=9)
         fig.tight_layout()
     else:
         y, x = dims[-2], dims[-1]
@@ -203,25 +260,32 @@ def plot_phase_diagram(
         fig, axes = plt.subplots(
             len(rows), len(panels), figsize=(3.8 * len(panels), 3.2 * len(rows)), squeeze=False
         )
-        norms = {name: norm(da) for name, da in panels.items()}
+        scales = {name: scale(name, da) for name, da in panels.items()}
         for r, sel in enumerate(rows):
             for ax, (name, da) in zip(axes[r], panels.items()):
                 z = np.asarray(da.isel({d: i for d, i in sel.items() if d in da.dims}).transpose(y, x))
-                mesh = ax.pcolormesh(coord(x), coord(y), z, shading="nearest", norm=norms[name])
+                norm, cmap, ticks = scales[name]
+                mesh = ax.pcolormesh(coord(x), coord(y), z, shading="nearest", norm=norm, cmap=cmap)
                 if _is_log(coord(x)):
                     ax.set_xscale("log")
                 if _is_log(coord(y)):
                     ax.set_yscale("log")
-                fig.colorbar(mesh, ax=ax, label=name)
+                bar = fig.colorbar(mesh, ax=ax, label=titles[name])
+                if ticks is not None:
+                    bar.set_ticks(ticks[0], labels=ticks[1])
                 if line_at(x) is not None:
-                    ax.axvline(line_at(x), color="w", ls="--", lw=1.2)
+                    ax.axvline(line_at(x), color="k", ls="--", lw=1.2)
                 if line_at(y) is not None:
-                    ax.axhline(line_at(y), color="w", ls="--", lw=1.2)
-                title = name + "".join(f"\n{_setting(ds, d, i)}" for d, i in sel.items())
+                    ax.axhline(line_at(y), color="k", ls="--", lw=1.2)
+                title = titles[name] + "".join(f"\n{_setting(ds, d, i)}" for d, i in sel.items())
                 ax.set_title(title, fontsize=9)
                 ax.set_xlabel(label(x))
                 ax.set_ylabel(label(y))
-        fig.tight_layout()
+        drawn = any(line_at(d) is not None for d in (x, y))
+        fig.tight_layout(rect=(0, 0.05 if drawn else 0, 1, 1))
+        if drawn:  # the theory line, in a legend below the panels (not over the data)
+            dash = matplotlib.lines.Line2D([], [], color="k", ls="--", lw=1.2)
+            fig.legend([dash], [theory], loc="lower center", fontsize=8, frameon=False)
     if path is not None:
         _save(fig, path, dpi)
     return fig
@@ -238,8 +302,9 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1, dp
     panel per setting of any further dimensions, and per save time) the seed-mean gains
     d_1..d_L (variable `gains`) are normalised as in `lesde.metrics.load_curve` and drawn
     as the load curve 1 - sum_{j <= l} d_j over l = 0..L (the analogue of D_l / D_0 of
-    a network), coloured by the curve's shape: concave red, linear green, convex blue
-    (`tol` as in `load_curve`). Saves it to `path` if given (as
+    a network), coloured by the curve's shape: concave red, linear green, convex blue,
+    named in a legend (`tol` as in `load_curve`); each column and row is labelled with
+    its parameter's value, each axis with its parameter's name. Saves it to `path` if given (as
     `plot_phase_diagram`); returns the Figure.
     """
     import matplotlib
@@ -276,11 +341,9 @@ def plot_load_curves(ds, path: str | Path | None = None, *, tol: float = 0.1, dp
         title = ", ".join(_setting(ds, d, k) for d, k in sel.items())
         sub.supxlabel(_label(ds, x), fontsize=9)
         sub.supylabel(_label(ds, y), fontsize=9)
-        sub.suptitle(
-            (title + "\n" if title else "")
-            + "load curves (red concave, green linear, blue convex)",
-            fontsize=9,
-        )
+        sub.suptitle((title + "\n" if title else "") + "load curves (seed means)", fontsize=9)
+    shapes = [matplotlib.lines.Line2D([], [], color=c, lw=1.5) for c in SHAPE_COLOURS.values()]
+    fig.legend(shapes, ["concave", "linear", "convex"], loc="upper right", fontsize=8, frameon=False)
     if path is not None:
         _save(fig, path, dpi)
     return fig

@@ -1,6 +1,8 @@
-"""The phase-diagram figure: one colour scale per metric across save times, labelled
-colour bars, the fraction of flagged members only where a member was flagged, and axes
-labelled by the swept parameters' paths."""
+"""The figures: one colour scale per metric across save times, colour bars labelled with
+the metric's long name and units, the fraction of flagged members only where a member
+was flagged, axes named by the parameter registry (alpha - beta where alpha and beta
+are zipped), the theory line in a legend, categories and signed values on diverging
+maps centred at 0, and the load-curve grid's shape legend and value labels."""
 
 import matplotlib
 
@@ -46,22 +48,107 @@ def test_phase_diagram_scales_labels_and_flagged_panel(flagged):
     fig = plot_phase_diagram(ds)
     try:
         meshes = _meshes(fig)
-        names = ["loss", "accuracy"] + (["fraction flagged"] if flagged else [])
+        names = ["training loss (cross-entropy)", "training accuracy"] + (
+            ["fraction of members flagged"] if flagged else [])
         assert [t for t, _ in meshes] == names * 2  # two rows: the two save times
         for name in names:
             clims = {m.get_clim() for t, m in meshes if t == name}
             assert len(clims) == 1, (name, clims)  # one colour scale for both save times
-            if name != "fraction flagged":
+            if not name.startswith("fraction"):
                 lo, hi = clims.pop()
-                mean = ds[name].mean("seed", skipna=False).values
+                var = {"training loss (cross-entropy)": "loss", "training accuracy": "accuracy"}[name]
+                mean = ds[var].mean("seed", skipna=False).values
                 assert (lo, hi) == pytest.approx((np.nanmin(mean), np.nanmax(mean)))
         for title, mesh in meshes:
             assert mesh.colorbar.ax.get_ylabel() == title  # labelled colour bar
         axes = [ax for ax in fig.axes if ax.collections and ax.get_xlabel()]
-        assert {ax.get_xlabel() for ax in axes} == {"impact.beta"}
-        assert {ax.get_ylabel() for ax in axes} == {"impact.alpha"}
+        # axes named by the parameter registry (this result has no long names)
+        assert {ax.get_xlabel() for ax in axes} == {"inter-class impact β"}
+        assert {ax.get_ylabel() for ax in axes} == {"intra-class impact α"}
         # the loss panel of the later save time is darker: the halving is visible
-        first, later = [m for t, m in meshes if t == "loss"]
+        first, later = [m for t, m in meshes if t.startswith("training loss")]
         assert np.nanmean(later.norm(later.get_array())) < np.nanmean(first.norm(first.get_array()))
+    finally:
+        plt.close(fig)
+
+
+def _gap_result():
+    """A sweep of alpha and beta zipped with alpha + 2 beta = 0 (alpha - beta from -0.3 to
+    0.3) against the noise, with CF names as `lesde sweep` writes them, a signed metric
+    and the load-curve shape code as a category."""
+    alpha = np.linspace(-0.2, 0.2, 5)
+    beta = -alpha / 2
+    noise = np.array([0.01, 0.1])
+    rng = np.random.default_rng(1)
+    dims = ("impact_alpha", "noise_independent", "seed")
+    return xr.Dataset(
+        {
+            "min_margin": (dims, rng.normal(size=(5, 2, 3)),
+                           {"long_name": "minimum logit margin", "units": "1"}),
+            "shape": (dims, rng.integers(-1, 2, size=(5, 2, 3)).astype(float),
+                      {"long_name": "load-curve shape", "units": "1", "flag_values": [-1.0, 0.0, 1.0],
+                       "flag_meanings": "concave linear convex"}),
+            "within_class_trace": (dims, rng.uniform(1, 2, size=(5, 2, 3)),
+                                   {"long_name": "within-class trace", "units": "m2"}),
+            "status": (dims, np.zeros((5, 2, 3), np.int32)),
+        },
+        coords={
+            "impact_alpha": ("impact_alpha", alpha, {"path": "impact.alpha", "long_name": "intra-class impact α"}),
+            "impact_beta": ("impact_alpha", beta, {"path": "impact.beta", "long_name": "inter-class impact β"}),
+            "noise_independent": ("noise_independent", noise,
+                                  {"path": "noise.independent", "long_name": "independent noise σ"}),
+        },
+        attrs={"config": "model: {impact: {alpha: 0.0, beta: 0.0}}\n"},
+    )
+
+
+def test_phase_diagram_names_gap_axis_categories_and_signs(tmp_path):
+    ds = _gap_result()
+    fig = plot_phase_diagram(ds, path=tmp_path / "p.svg")
+    try:
+        assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+        meshes = dict(_meshes(fig))
+        assert set(meshes) == {"minimum logit margin", "load-curve shape", "within-class trace [m2]"}
+        axes = [ax for ax in fig.axes if ax.collections and ax.get_xlabel()]
+        assert {ax.get_ylabel() for ax in axes} == {"α - β (intra- minus inter-class impact)"}
+        assert {ax.get_xlabel() for ax in axes} == {"independent noise σ"}
+        # alpha - beta on the axis: 1.5 alpha, from -0.3 to 0.3; the theory line at 0
+        ax = axes[0]
+        assert ax.get_ylim()[0] < -0.3 and ax.get_ylim()[1] > 0.3
+        assert [tuple(line.get_ydata()) for line in ax.lines] == [(0.0, 0.0)]
+        legend = fig.legends[0]
+        assert [t.get_text() for t in legend.get_texts()] == ["theory: α = β"]
+        # a category: its names on the colour bar, a diverging map centred at 0
+        shape = meshes["load-curve shape"]
+        assert [t.get_text() for t in shape.colorbar.ax.get_yticklabels()] == ["concave", "linear", "convex"]
+        assert shape.get_cmap().name == "RdBu_r" and shape.norm.vcenter == 0
+        # a signed metric: a diverging map centred at 0; a positive one: not
+        margin = meshes["minimum logit margin"]
+        assert margin.get_cmap().name == "RdBu_r" and margin.norm.vcenter == 0
+        assert meshes["within-class trace [m2]"].get_cmap().name != "RdBu_r"
+        assert meshes["within-class trace [m2]"].colorbar.ax.get_ylabel() == "within-class trace [m2]"
+    finally:
+        plt.close(fig)
+
+
+def test_load_curve_grid_has_a_shape_legend_and_labels():
+    from lesde.plot import plot_load_curves
+
+    rng = np.random.default_rng(2)
+    dims = ("mu_fwd", "noise", "seed")
+    ds = xr.Dataset(
+        {"gains": (dims + ("block",), rng.uniform(0.1, 1.0, size=(2, 3, 2, 4))),
+         "status": (dims, np.zeros((2, 3, 2), np.int32))},
+        coords={"mu_fwd": ("mu_fwd", [0.1, 0.2], {"path": "mu_fwd"}),
+                "noise": ("noise", [0.01, 0.1, 1.0], {"path": "noise"}), "block": [1, 2, 3, 4]},
+    )
+    fig = plot_load_curves(ds)
+    try:
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["concave", "linear", "convex"]
+        sub = fig.subfigs[0]
+        assert sub._supxlabel.get_text() == "noise level s"
+        assert sub._supylabel.get_text() == "friction μ_fwd"
+        values = {ax.get_xlabel() for ax in sub.axes} - {""}
+        assert values == {"0.01", "0.1", "1"}  # each column labelled with its value
     finally:
         plt.close(fig)
