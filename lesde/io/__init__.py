@@ -3,6 +3,7 @@
 from ._logs import (
     check_log as check_log,
     LogError as LogError,
+    LogWarning as LogWarning,
     make_log as make_log,
     read_csv as read_csv,
     read_log as read_log,
