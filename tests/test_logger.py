@@ -1,6 +1,7 @@
 """`lesde.io.TrajectoryLogger`: a NumPy training loop logged step by step reads back as
 the log of the same arrays, in any order of the trials; a run killed mid-write leaves
-the flushed steps; bad calls are refused by name; the logged run can be fitted."""
+the flushed steps; bad calls are refused by name; the logged run can be fitted; the
+PyTorch example."""
 
 import json
 import os
@@ -430,3 +431,62 @@ def test_lesde_fit_fits_a_logged_run(tmp_path, capsys):
     fit = xr.open_dataset(tmp_path / "fit" / "fit.nc", engine="scipy")
     assert fit.sizes["class"] == K and fit.attrs["complete"] == 1
     fit.close()
+
+
+# ---------------------------------------------------------------------------------
+# The PyTorch example
+
+EXAMPLE = ROOT / "examples" / "log_pytorch_training.py"
+
+
+def test_the_pytorch_example_without_pytorch_says_so(tmp_path):
+    blocked = """
+import runpy, sys
+class NoTorch:  # as if torch were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+sys.argv = [sys.argv[1], "--out", sys.argv[2]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", blocked, str(EXAMPLE), str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "this example needs PyTorch: pip install 'lesde[torch]'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _run_example(tmp_path, *args):
+    pytest.importorskip("torch", reason="the PyTorch example needs torch (pip install 'lesde[torch]')")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--out", str(out), "--trials", "2", "--steps", "120",
+         "--eval-every", "40", *args],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = read_log(out / "log.nc")
+    assert dict(log.sizes) == {"trial": 2, "step": 120, "class": 4, "eval_step": 4}
+    np.testing.assert_array_equal(log["eval_step"].values, [0, 40, 80, 120])
+    assert log.attrs["model"] == "SmallCNN" and (out / "log.csv").is_file()
+    assert (log["val_acc"].values >= 0).all() and (log["val_acc"].values <= 1).all()
+    rows = read_log(out / "log.csv")  # the same log, without the attrs
+    assert rows.attrs == {"lesde_log": "trajectory", "num_classes": 4}
+    xr.testing.assert_identical(rows.assign_attrs(log.attrs), log)
+    return out
+
+
+def test_the_pytorch_example_logs(tmp_path):
+    out = _run_example(tmp_path, "--no-fit")
+    assert yaml.safe_load((out / "fit.yaml").read_text())["data"]["window"] == 20
+    assert not (out / "fit").exists()
+
+
+@pytest.mark.slow
+def test_the_pytorch_example_logs_and_fits(tmp_path):
+    out = _run_example(tmp_path, "--fit-steps", "20")
+    summary = json.loads((out / "fit" / "summary.json").read_text())
+    assert summary["steps_run"] <= 20 and np.isfinite(summary["best_loss"])
