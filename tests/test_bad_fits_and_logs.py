@@ -78,6 +78,14 @@ def _csv(tmp_path, edit):
     return read_csv(path)
 
 
+def _csv_text(tmp_path, edit, **kw):
+    """The CSV of the small log of `_csv` as text, edited by `edit(text)`, read back."""
+    log = make_log(np.zeros((2, 4), int), np.zeros((2, 4), int), np.ones((2, 4, 2)), np.ones((2, 4)))
+    path = write_csv(log, tmp_path / "log.csv")
+    path.write_text(edit(path.read_text()))
+    return read_log(path, **kw)
+
+
 def _nc(tmp_path, edit):
     """A .nc log edited after writing (as a foreign writer might leave it), read back."""
     path = write_log(_log(steps=8), tmp_path / "log.nc")
@@ -226,6 +234,21 @@ CASES = [
      LogError, r"log\.csv: line 6, column 'smp': empty cell"),
     ("csv: only validation-only rows", lambda tmp: _csv(tmp, _all_eval_only),
      LogError, r"log\.csv: line 2, column 'smp': every row is a validation-only row"),
+    ("csv: a short last row that ends its line (not cut short)",
+     lambda tmp: _csv_text(tmp, lambda t: t + "1,4,0\n"),
+     LogError, r"log\.csv: line 10, column 'y': empty cell"),
+    ("csv: a row cut short that is not the last line",
+     lambda tmp: _csv_text(tmp, lambda t: t.replace("0,3,", "0,2,0\n0,3,")),
+     LogError, r"log\.csv: line 5, column 'y': empty cell"),
+    ("csv: ragged='common_steps' and no itr value every trial has",
+     lambda tmp: _csv_text(tmp, lambda t: t.replace("\n1,", "\n1,1"), ragged="common_steps"),
+     LogError, r"log\.csv: ragged='common_steps': no itr value is shared by every trial \(trials \[0, 1\]\)"),
+    ("csv: ragged='complete_trials' and no trial with every itr value",
+     lambda tmp: _csv_text(tmp, lambda t: t.replace("\n0,3,", "\n0,5,"), ragged="complete_trials"),
+     LogError, r"log\.csv: ragged='complete_trials': no trial has all 5 itr values that the trials "
+     r"have together"),
+    ("read_log: an unknown ragged", lambda tmp: _csv_text(tmp, lambda t: t, ragged="drop"),
+     LogError, r"ragged must be one of 'error', 'common_steps', 'complete_trials', got 'drop'"),
     ("csv: a logit beyond float32", lambda tmp: _csv(tmp, lambda h, r: _row_set(h, r, 3, "y_logit1", "1e39")),
      LogError, r"log\.csv: line 3, column 'y_logit1': value '1e\+39' is not a finite float32"),
     ("nc: a NaN logit", lambda tmp: _nc(tmp, _nan_logit),

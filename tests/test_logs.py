@@ -2,6 +2,7 @@
 layout, malformed files, atomic writes, and class-mean logits."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from lesde.fit import class_mean_logits
 from lesde.io import (
     check_log,
     LogError,
+    LogWarning,
     make_log,
     read_csv,
     read_log,
@@ -323,6 +325,72 @@ def test_csv_wrong_number_of_fields(csv_rows):
     rows[2].append("1")
     with pytest.raises(LogError, match="line 4: .* fields, but the header"):
         read_csv(save())
+
+
+# --- files of a run cut short (lesde.io.TrajectoryLogger) ----------------------------
+
+
+def test_csv_a_last_row_cut_short_is_left_out_with_a_warning(tmp_path):
+    ds = random_log()
+    text = write_csv(ds, tmp_path / "run.csv").read_text()
+    path = tmp_path / "torn.csv"
+    path.write_text(text + "2,12,7,1,0.5,-1.")  # no line end, 6 of 11 fields
+    with pytest.warns(LogWarning, match=rf"torn\.csv: line {T * S + 2}: left out the last line, which "
+                      r"has 6 of the header's 11 fields and no line end"):
+        assert_same_log(ds, read_csv(path), attrs=False)
+    path.write_text(text + "2,12")  # also a row of one or two cells
+    with pytest.warns(LogWarning, match="has 2 of the header's 11 fields"):
+        assert_same_log(ds, read_log(path), attrs=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path.write_text(text.rstrip("\n"))  # a complete last row without its line end
+        assert_same_log(ds, read_csv(path), attrs=False)
+        path.write_text(text + "2,12,7,1,0.5,-1.\n")  # a short row that ends its line
+        with pytest.raises(LogError, match=rf"line {T * S + 2}, column 'y_logit2': empty cell"):
+            read_csv(path)
+        lines = text.splitlines()
+        lines.insert(5, "0,3,7,1,0.5")  # a short row that is not the last
+        path.write_text("\n".join(lines))
+        with pytest.raises(LogError, match="line 6, column 'y_logit1': empty cell"):
+            read_csv(path)
+
+
+def _cut(path, keep):
+    """Keep the data rows (trial, itr) of the CSV file `path` for which `keep` is true."""
+    header, *rows = path.read_text().splitlines()
+    rows = [r for r in rows if keep(int(r.split(",")[0]), int(r.split(",")[1]))]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_csv_a_run_cut_short_reads_with_ragged(tmp_path):
+    ds = random_log(eval_steps=np.array([0, 4, 8, S]))  # a validation-only row at itr S
+    # trials one after another, the last cut after itr 6
+    path = _cut(write_csv(ds, tmp_path / "a.csv"), lambda t, i: t < 2 or i <= 6)
+    with pytest.raises(LogError, match=r"trial 2 has no row with itr 7, .*ragged='common_steps'"):
+        read_csv(path)
+    with pytest.warns(LogWarning, match=r"ragged='complete_trials': kept trials \[0, 1\], which have "
+                      r"all 12 itr values \(0\.\.11\), and left out trials \[2\]; left out 7 rows "
+                      rf"\(trial 2: 7 from line {2 * (S + 1) + 2}\)"):
+        assert_same_log(ds.isel(trial=[0, 1]), read_csv(path, ragged="complete_trials"), attrs=False)
+    with pytest.warns(LogWarning, match=r"ragged='common_steps': kept the 7 itr values every trial "
+                      r"has \(0\.\.6\); left out 12 rows \(trial 0: 6 from line 9, trial 1: 6 from line 22\)"):
+        back = read_log(path, ragged="common_steps")
+    assert_same_log(ds.isel(step=slice(0, 7), eval_step=[0, 1]), back, attrs=False)
+    # every trial at each step, trial 0 one step ahead
+    path = _cut(write_csv(ds, tmp_path / "b.csv"), lambda t, i: i <= 8 if t == 0 else i <= 7)
+    with pytest.warns(LogWarning, match=r"kept the 8 itr values every trial has \(0\.\.7\); left out 1 rows"):
+        back = read_csv(path, ragged="common_steps")
+    assert_same_log(ds.isel(step=slice(0, 8), eval_step=[0, 1]), back, attrs=False)
+    with pytest.warns(LogWarning, match=r"kept trials \[0\].*left out trials \[1, 2\]; left out 16 rows"):
+        assert_same_log(ds.isel(trial=[0], step=slice(0, 9), eval_step=[0, 1, 2]),
+                        read_csv(path, ragged="complete_trials"), attrs=False)
+    # a log that is not ragged reads the same, without a warning
+    path = write_csv(ds, tmp_path / "c.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for ragged in ("common_steps", "complete_trials"):
+            assert_same_log(ds, read_csv(path, ragged=ragged), attrs=False)
 
 
 # --- checks of the Dataset -----------------------------------------------------------

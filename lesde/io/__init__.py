@@ -1,14 +1,17 @@
-"""File formats: trajectory logs, run results, output folders, sweep results."""
+"""File formats: trajectory logs (and a logger that writes one from any training loop),
+run results, output folders, sweep results."""
 
 from ._logs import (
     check_log as check_log,
     LogError as LogError,
+    LogWarning as LogWarning,
     make_log as make_log,
     read_csv as read_csv,
     read_log as read_log,
     write_csv as write_csv,
     write_log as write_log,
 )
+from ._logger import TrajectoryLogger as TrajectoryLogger
 from ._outputs import (
     check_output_dir as check_output_dir,
     check_output_file as check_output_file,

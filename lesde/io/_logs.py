@@ -24,12 +24,18 @@ elsewhere. An eval step that is not a step (the evaluation after the last update
 validation-only row per trial: its itr, empty training cells, and the validation values.
 
 Files are written under a temporary name in the same directory and renamed when
-complete, so a file at the target path is always a complete log.
+complete, so a file at the target path is always a complete log. A CSV file written
+row by row as a run goes (`lesde.io.TrajectoryLogger`) can be read while it grows or
+after the run was killed: `read_csv` drops a last row cut short by the kill (with a
+`LogWarning`), and reads a file whose trials were cut at different steps when told
+which part to keep (`ragged`).
 """
 
+import os
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import xarray as xr
@@ -78,6 +84,16 @@ _CSV_TAIL = ("tr_loss", "val_loss", "val_acc")
 
 class LogError(ValueError):
     """A trajectory log (in memory or in a file) does not follow the format."""
+
+
+class LogWarning(UserWarning):
+    """A log file was read with rows left out, each named: a last row cut short (a run
+    killed while writing it) or, when asked for with `ragged`, the rows of a run whose
+    trials were cut at different steps."""
+
+
+Ragged = Literal["error", "common_steps", "complete_trials"]
+_RAGGED = ("error", "common_steps", "complete_trials")
 
 
 # ---------------------------------------------------------------------------------
@@ -383,13 +399,15 @@ def write_log(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def read_log(path: str | Path) -> xr.Dataset:
+def read_log(path: str | Path, *, ragged: Ragged = "error") -> xr.Dataset:
     """Read a trajectory log: a .nc file written by `write_log` (loaded into memory,
-    the file closed) or a .csv file in the authors' layout (`read_csv`). Returns the
-    checked Dataset; raises `LogError` for an unknown suffix or a malformed log."""
+    the file closed) or a .csv file in the authors' layout (`read_csv`, which also
+    takes `ragged`; a .nc file is never ragged). Returns the checked Dataset; raises
+    `LogError` for an unknown suffix or a malformed log."""
     path = Path(path)
+    _check_ragged(ragged)
     if _suffix(path) == ".csv":
-        return read_csv(path)
+        return read_csv(path, ragged=ragged)
     if not path.is_file():
         raise FileNotFoundError(f"no log file at {str(path)!r}")
     try:
@@ -501,9 +519,92 @@ def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 _NAN_WORDS = ("nan", "+nan", "-nan")
+_CUT_SHORT = (
+    "; the log of a run cut short reads with ragged='common_steps' or "
+    "ragged='complete_trials'"
+)
 
 
-def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
+def _keep_rectangle(path, ragged, trial, itr, only, lines) -> np.ndarray:
+    """The rows (sorted by trial, then itr; (trial, itr) unique) that `ragged` keeps: the
+    itr values every trial has ('common_steps') or the trials that have every itr
+    value ('complete_trials'), step rows and validation-only rows (`only`) apart. Warns
+    (`LogWarning`) with what it leaves out; `LogError` if nothing is left."""
+    tids, t_of = np.unique(trial, return_inverse=True)
+    T = tids.size
+    step = ~only
+    if ragged == "common_steps":
+        keep = np.zeros(trial.size, bool)
+        for rows in (step, only):  # an itr value is kept where every trial has it
+            _, v_of, n = np.unique(itr[rows], return_inverse=True, return_counts=True)
+            keep[rows] = (n == T)[v_of]
+        if not (keep & step).any():
+            raise LogError(
+                f"{path}: ragged='common_steps': no itr value is shared by every trial "
+                f"(trials {tids.tolist()})"
+            )
+    else:
+        n_all = np.unique(itr[step]).size
+        full = np.bincount(t_of[step], minlength=T) == n_all
+        keep = full[t_of]
+        if not full.any():
+            raise LogError(
+                f"{path}: ragged='complete_trials': no trial has all {n_all} itr values "
+                "that the trials have together"
+            )
+    if not keep.all():
+        dropped = np.bincount(t_of[~keep], minlength=T)
+        parts = [f"trial {t}: {n} from line {lines[~keep & (trial == t)].min()}"
+                 for t, n in zip(tids, dropped) if n]
+        what = ", ".join(parts[:5]) + (f", ... ({len(parts)} trials)" if len(parts) > 5 else "")
+        kept = np.unique(itr[keep & step])
+        if ragged == "common_steps":
+            head = f"kept the {kept.size} itr values every trial has ({kept[0]}..{kept[-1]})"
+        else:
+            head = (f"kept trials {tids[full].tolist()}, which have all {kept.size} itr values "
+                    f"({kept[0]}..{kept[-1]}), and left out trials {tids[~full].tolist()}")
+        warnings.warn(
+            f"{path}: ragged={ragged!r}: {head}; left out {int(dropped.sum())} rows "
+            f"({what})",
+            LogWarning, stacklevel=3,
+        )
+    return keep
+
+
+def _check_ragged(ragged: Any) -> None:
+    if not isinstance(ragged, str) or ragged not in _RAGGED:
+        raise LogError(f"ragged must be one of {', '.join(map(repr, _RAGGED))}, got {ragged!r}")
+
+
+def _torn_last_line(path: Path, fields: int) -> tuple[int, int] | None:
+    """(line number, fields) of the file's last line if it is a row cut short: it has no
+    line end and fewer than `fields` fields (a line of the header is never one); None
+    otherwise. Reads the file only if its last byte is not a line end."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return None
+        f.seek(0)
+        newlines, start, pos = 0, 0, 0  # start: the offset of the last line
+        while chunk := f.read(1 << 20):
+            n = chunk.count(b"\n")
+            if n:
+                newlines += n
+                start = pos + chunk.rindex(b"\n") + 1
+            pos += len(chunk)
+        if newlines == 0:  # the header alone
+            return None
+        f.seek(start)
+        have = f.read().count(b",") + 1
+    return (newlines + 1, have) if have < fields else None
+
+
+def read_csv(
+    path: str | Path, *, num_classes: int | None = None, ragged: Ragged = "error"
+) -> xr.Dataset:
     """Read a log in the authors' CSV layout into a checked trajectory log.
 
     K is the number of `y_logit` columns, which must be y_logit0..y_logit{K-1}
@@ -518,6 +619,18 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
     eval step only, not as a step; every trial must have the same ones. Blank lines are
     skipped.
 
+    A file being written row by row (`lesde.io.TrajectoryLogger`) can be read at any
+    time, also after the run writing it was killed. A last line without its line end
+    and with fewer fields than the header is a row cut short by the kill: it is left
+    out with a `LogWarning` naming its line (a short line anywhere else, or one that
+    ends its line, is refused). `ragged` says what to do when the trials do not all have
+    the same itr values, as a run killed part-way leaves them (trials logged one after
+    another leave the last one shorter, trials logged step by step may leave some one
+    step ahead): 'error' (the default) refuses the file naming the first difference;
+    'common_steps' keeps the itr values that every trial has, and the validation-only
+    rows that every trial has; 'complete_trials' keeps the trials that have every itr
+    value of any trial. Both name what they leave out in a `LogWarning`.
+
     Raises `LogError` naming the 1-based line of the file and the column for: an unknown
     or duplicated column, a non-numeric cell, an empty cell where a value is required, a
     label `y` that is not an integer in 0..K-1, a non-finite logit or tr_loss, a
@@ -531,8 +644,10 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
     import pandas as pd
 
     path = Path(path)
+    _check_ragged(ragged)
     if not path.is_file():
         raise FileNotFoundError(f"no CSV log at {str(path)!r}")
+
     def read(**kw):
         try:
             return pd.read_csv(path, header=None, index_col=False, **kw)
@@ -584,11 +699,19 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
             f"(y_logit0..y_logit{K - 1})"
         )
 
+    torn = _torn_last_line(path, len(header))
+    if torn is not None:
+        warnings.warn(
+            f"{path}: line {torn[0]}: left out the last line, which has {torn[1]} of the "
+            f"header's {len(header)} fields and no line end: a row cut short, e.g. by a "
+            "run killed while writing it",
+            LogWarning, stacklevel=2,
+        )
     # Numbers are parsed by pandas; only empty cells become NaN, so a column holding
     # anything else ("nan", words) comes back as strings and is parsed cell by cell.
     data = read(
         skiprows=1, names=header, keep_default_na=False, na_values=[""],
-        skip_blank_lines=False,
+        skip_blank_lines=False, nrows=None if torn is None else torn[0] - 2,
     )
     if len(data) == 0:
         raise LogError(f"{path}: no data rows below the header")
@@ -685,6 +808,9 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
              f"duplicated row for trial {trial[i + 1]}, itr {itr[i + 1]} (first at line "
              f"{lines[i]})")
     only = eval_only[order]
+    if ragged != "error":
+        keep = _keep_rectangle(path, ragged, trial, itr, only, lines)
+        order, trial, itr, lines, only = order[keep], trial[keep], itr[keep], lines[keep], only[keep]
     if only.all():
         fail(lines[0], "smp", "every row is a validation-only row (empty training cells): "
              "the log has no steps")
@@ -707,11 +833,11 @@ def read_csv(path: str | Path, *, num_classes: int | None = None) -> xr.Dataset:
                 line = lines[start + np.searchsorted(mine, extra[0])]
                 fail(line, "itr",
                      f"trial {t} has itr {extra[0]}, which trial {tids[0]} does not have "
-                     "(every trial must have the same itr values)")
+                     f"(every trial must have the same itr values{_CUT_SHORT})")
             line = lines[np.searchsorted(ref, lack[0])]
             fail(line, "itr",
                  f"trial {t} has no row with itr {lack[0]}, which trial {tids[0]} has at "
-                 "this line (every trial must have the same itr values)")
+                 f"this line (every trial must have the same itr values{_CUT_SHORT})")
     has = ~no_loss[order].reshape(T, S)
     differ = (has != has[0]).any(axis=1)
     if differ.any():
