@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 import yaml
 
+import lesde
 from lesde.cli import main
 from lesde.io import LogError, LogWarning, make_log, read_csv, read_log, TrajectoryLogger
 
@@ -428,7 +429,7 @@ def test_lesde_fit_fits_a_logged_run(tmp_path, capsys):
     assert {"fit.nc", "report.json", "summary.json"} <= {p.name for p in (tmp_path / "fit").iterdir()}
     summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
     assert summary["steps_run"] == 30 and np.isfinite(summary["best_loss"])
-    fit = xr.open_dataset(tmp_path / "fit" / "fit.nc", engine="scipy")
+    fit = lesde.open_result(tmp_path / "fit" / "fit.nc")
     assert fit.sizes["class"] == K and fit.attrs["complete"] == 1
     fit.close()
 

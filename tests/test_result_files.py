@@ -101,3 +101,15 @@ def test_parameter_and_metric_names_for_labels():
         lesde.metrics.METRICS.pop("test_label_metric")
         METRIC_ATTRS.pop("test_label_metric")
     assert lesde.metrics.metric_attrs("ncm_error")["long_name"].startswith("NCM error")
+
+
+def test_write_netcdf_stores_str_subclasses_as_str(tmp_path):
+    class Version(str):
+        pass
+
+    ds = _dataset()
+    ds.attrs.update(version=Version("2.1.0"), name=np.str_("abc"))
+    ds["count"].attrs["note"] = np.str_("a note")
+    back = lesde.open_result(write_netcdf(tmp_path / "r.nc", ds, title="x"))
+    assert back.attrs["version"] == "2.1.0" and back.attrs["name"] == "abc"
+    assert back["count"].attrs["note"] == "a note"

@@ -148,7 +148,7 @@ def _check_attrs(attrs: Mapping) -> dict:
                 "(store it as an int or a str)"
             )
         if isinstance(value, str):
-            out[key] = value
+            out[key] = str(value)  # a subclass (numpy.str_, a version string) as a str
         elif isinstance(value, (int, np.integer)):
             if not _INT32.min <= value <= _INT32.max:
                 raise LogError(

@@ -108,6 +108,12 @@ def _check_cf(ds) -> None:
                 )
 
 
+def _plain(attrs: Mapping) -> dict:
+    """Attributes as HDF5 stores them: a subclass of str (numpy.str_, a version string)
+    as a plain str."""
+    return {k: str(v) if isinstance(v, str) else v for k, v in attrs.items()}
+
+
 def write_netcdf(path: str | Path, ds, *, title: str, history: str | None = None) -> Path:
     """Write `ds` to `path` as a netCDF4 file to the CF conventions (see the module),
     under a temporary name renamed when complete: a file at `path` is always whole.
@@ -138,6 +144,9 @@ def write_netcdf(path: str | Path, ds, *, title: str, history: str | None = None
         "source": f"lesde {__version__}",
         **{k: v for k, v in ds.attrs.items() if k not in ("Conventions", "title", "history", "source")},
     }
+    ds.attrs = _plain(ds.attrs)
+    for var in ds.variables.values():
+        var.attrs = _plain(var.attrs)
     encoding = {}
     for name, var in ds.variables.items():
         if name in ds.coords:
