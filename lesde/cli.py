@@ -1,5 +1,5 @@
 """Command line: `lesde simulate`, `lesde sweep`, `lesde spring`, `lesde train`, `lesde fit`,
-`lesde plot`. Argument parsing only: each command calls its function in `lesde.runs`,
+`lesde plot`, `lesde configs`. Argument parsing only: each command calls its function in `lesde.runs`,
 whose return value is the exit status."""
 
 import argparse
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         description="Solve every cell x seed of a sweep config; writes sweep.nc (xarray, "
         "netCDF) and phase_diagram.png to --out. Rerunning after an interruption resumes.",
     )
-    p.add_argument("config", help="YAML sweep config (see configs/)")
+    p.add_argument("config", help="YAML sweep config (`lesde configs` lists the installed ones)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--chunk-size", type=_positive_int, default=None, help="members per compiled call")
     p.add_argument(
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
         help="run one spring-block model (default: the authors' map setting) over seeds",
         description="Run a spring-block model (kind spring_map or spring_sde) for several "
         "seeds; writes config.yaml, trajectory.nc (block positions), spring.png and "
-        "summary.json (last) to --out. See configs/spring_*_authors.yaml.",
+        "summary.json (last) to --out. `lesde configs` lists the installed configs "
+        "(spring_map_authors, spring_sde_authors).",
     )
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: embedded)")
     p.add_argument("--out", required=True, help="output directory")
@@ -89,16 +90,16 @@ def main(argv=None) -> int:
         "log per label-corruption fraction (log_p<p>.nc, logits.png, validation.png). "
         "Experiment 'separation': the BatchNorm MLP on a noise x nonlinearity grid "
         "(separation.nc, load_curves.png). summary.json is written last. See "
-        "configs/train_*.yaml.",
+        "the installed train_* configs (`lesde configs`).",
     )
-    p.add_argument("config", help="YAML training config (see configs/train_*.yaml)")
+    p.add_argument("config", help="YAML training config (`lesde configs` lists the installed train_* ones)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda a: runs.train_command(a.config, a.out, progress=not a.quiet))
     p = sub.add_parser(
         "fit",
         help="fit an LE-ODE / LE-SDE to a trajectory log through the solver",
-        description="Fit an LE-ODE or LE-SDE (configs/fit_*.yaml) to a trajectory log (.nc "
+        description="Fit an LE-ODE or LE-SDE (`lesde configs`: fit_*) to a trajectory log (.nc "
         "from `lesde train`, or the LE-SDE authors' .csv): closed-form estimates, the "
         "gradient fit with standard errors, the prediction of the held-out later window. "
         "Writes report.json, fit.nc, fit.png, closed_form.png and summary.json (last) to "
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         "\"complete\": false, no summary.json).",
     )
     p.add_argument("log", help="trajectory log (.nc or .csv)")
-    p.add_argument("--config", required=True, help="YAML fit config (see configs/fit_*.yaml)")
+    p.add_argument("--config", required=True, help="YAML fit config (`lesde configs` lists the installed fit_* ones)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda a: runs.fit_command(a.log, a.config, a.out, progress=not a.quiet))
@@ -136,11 +137,23 @@ def main(argv=None) -> int:
             help="a module name or .py file to import first, which registers gradient "
             "models or metrics that the config names (repeatable)",
         )
+    p = sub.add_parser(
+        "configs",
+        help="list the configs installed with lesde, or copy one out to edit and run",
+        description="Without NAME: list the installed configs (the command that runs each, "
+        "and what it does). With NAME: copy that config to --out (a file, or a folder that "
+        "receives NAME.yaml, created if missing; default ./NAME.yaml).",
+    )
+    p.add_argument("name", nargs="?", default=None, help="an installed config, e.g. phase_transition")
+    p.add_argument("--out", default=None, help="where to copy it (default ./NAME.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=lambda a: runs.configs_command(a.name, a.out, force=a.force))
     args = parser.parse_args(argv)
-    if runs.checked(args.command, lambda: runs.import_extensions(args.imports)) is None:
+    imports = getattr(args, "imports", [])
+    if runs.checked(args.command, lambda: runs.import_extensions(imports)) is None:
         return runs.REFUSED
     old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", bool(args.x64) or old)
+    jax.config.update("jax_enable_x64", bool(getattr(args, "x64", False)) or old)
     try:
         return args.func(args)
     except OutputError as e:  # e.g. another run holds the output folder

@@ -136,3 +136,49 @@ def test_rewriting_a_run_removes_the_complete_marker_first(tmp_path, monkeypatch
     with pytest.raises(RuntimeError):
         main(["simulate", str(cfg), "--out", str(out), "--quiet"])
     assert not (out / "summary.json").exists()  # the interrupted run is not complete
+
+
+def test_lesde_configs_lists_and_copies_the_installed_configs(tmp_path, capsys, monkeypatch):
+    installed = lesde.runs.installed_configs()
+    assert sorted(installed) == sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert installed["phase_transition"]["command"] == "sweep"
+    assert installed["spring_map_authors"]["command"] == "spring"
+    assert installed["fit_digits"]["command"] == "fit"
+    assert installed["train_label_corruption"]["command"] == "train"
+    assert installed["decaying_impacts"]["command"] == "simulate"
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out
+    for name, c in installed.items():
+        assert f"lesde {c['command']}" in listed and name in listed
+    monkeypatch.chdir(tmp_path)
+    assert main(["configs", "phase_transition"]) == 0
+    copied = tmp_path / "phase_transition.yaml"
+    assert copied.read_text() == (CONFIGS / "phase_transition.yaml").read_text()
+    assert "lesde sweep phase_transition.yaml --out DIR" in capsys.readouterr().out
+    copied.write_text("edited\n")
+    assert main(["configs", "phase_transition"]) == 2  # never replaced silently
+    assert "exists; pass --force" in capsys.readouterr().err and copied.read_text() == "edited\n"
+    assert main(["configs", "phase_transition.yaml", "--force"]) == 0
+    assert copied.read_text() == (CONFIGS / "phase_transition.yaml").read_text()
+    assert main(["configs", "fit_digits", "--out", "new/folder/"]) == 0
+    assert (tmp_path / "new" / "folder" / "fit_digits.yaml").is_file()
+    assert main(["configs", "no_such_config"]) == 2
+    assert "no installed config 'no_such_config'" in capsys.readouterr().err
+    # a copied config runs as it is
+    parse_config(yaml.safe_load(copied.read_text()), schema=SweepConfig)
+
+
+def test_progress_is_plain_lines_when_the_output_is_not_a_terminal(tmp_path, capsys):
+    from lesde._progress import progress_bar
+
+    with progress_bar(total=5, desc="work", unit="item", mininterval=0) as bar:
+        for _ in range(5):
+            bar.update(1)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("work:   0%") and lines[-1].startswith("work: 100%")
+    assert all(line.strip() for line in lines) and "5/5" in lines[-1]
+    with progress_bar(total=5, desc="off", unit="item", disable=True) as bar:
+        bar.update(5)
+    assert capsys.readouterr().err == ""

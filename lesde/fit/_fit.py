@@ -174,9 +174,9 @@ def fit(
     stopped = "max_steps"
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
-        bar = tqdm(total=steps, desc="fit", unit="step")
+        bar = progress_bar(total=steps, desc="fit", unit="step")
     try:
         for i in range(steps):
             new, opt_state, value = step_fn(diff, opt_state, static, loss, optimizer, time_scale)

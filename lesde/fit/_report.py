@@ -185,9 +185,9 @@ def bootstrap(
     out = []
     it = range(samples)
     if progress:
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
-        it = tqdm(it, desc="bootstrap", unit="fit")
+        it = progress_bar(it, desc="bootstrap", unit="fit")
     for _ in it:
         idx = rng.integers(0, num_trials, num_trials)
         r = fit(result.params, make_loss(idx), free=result.free, steps=steps,

@@ -282,9 +282,9 @@ def _impact_samples(data: Dataset, per_class: Any) -> np.ndarray:
 
 
 def _bar(progress: bool, total: int, desc: str, unit: str = "step"):
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, disable=not progress, unit=unit, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, disable=not progress, unit=unit)
 
 
 # ----------------------------------------------------------------------------------------

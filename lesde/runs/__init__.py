@@ -24,6 +24,7 @@ from ._config import (
     SpringRunConfig as SpringRunConfig,
     SweepConfig as SweepConfig,
 )
+from ._configs import configs_command as configs_command, installed_configs as installed_configs
 from ._extensions import import_extensions as import_extensions
 from ._fit import (
     closed_form_estimates as closed_form_estimates,

@@ -330,7 +330,8 @@ def sweep(
     `dim_name(path)`, each with its path in the attribute `path`.
     """
     import xarray as xr
-    from tqdm.auto import tqdm
+
+    from .._progress import progress_bar
 
     grid = grid if isinstance(grid, Grid) else Grid(grid)
     seeds = check_positive_int("seeds", seeds)
@@ -364,7 +365,7 @@ def sweep(
         done[part["member"]] = True
     todo = np.flatnonzero(~done)
     parts = list(done_parts)
-    bar = tqdm(
+    bar = progress_bar(
         total=num_members, initial=int(done.sum()), unit="member", disable=not progress,
         desc="sweep", smoothing=0.1,
     )
