@@ -206,6 +206,14 @@ class TrajectoryLogger:
     # -----------------------------------------------------------------------------
     # Logging
 
+    def _position(self, call: str, trial: Any, step: Any) -> tuple[int, int, str]:
+        """The checked trial and step of a `call` on an open logger, and where they are
+        (for messages)."""
+        self._open(call)
+        trial = _integer("trial", trial, "", _INT32_MIN)
+        step = _integer("step", step, f" at trial {trial}", 0)
+        return trial, step, f" at trial {trial}, step {step}"
+
     def step(self, trial: Any, step: Any, sample: Any, label: Any, logits: Any, loss: Any) -> None:
         """Log SGD step `step` of trial `trial`: the drawn training sample's index
         `sample`, its label `label` in 0..K-1, its K `logits` and its `loss`, all before
@@ -213,11 +221,7 @@ class TrajectoryLogger:
         the step of a validation logged since). Raises `LogError` naming a bad value;
         nothing is written then."""
         with self._lock:
-            self._open("step")
-            trial = _integer("trial", trial, "", _INT32_MIN)
-            where = f" at trial {trial}"
-            step = _integer("step", step, where, 0)
-            where = f" at trial {trial}, step {step}"
+            trial, step, where = self._position("step", trial, step)
             t = self._trials.get(trial)
             if t is not None:
                 if step <= t.written:
@@ -278,11 +282,7 @@ class TrajectoryLogger:
         exceed the trial's last logged step and its last validation. Raises `LogError`
         naming a bad value; nothing is written then."""
         with self._lock:
-            self._open("validation")
-            trial = _integer("trial", trial, "", _INT32_MIN)
-            where = f" at trial {trial}"
-            step = _integer("step", step, where, 0)
-            where = f" at trial {trial}, step {step}"
+            trial, step, where = self._position("validation", trial, step)
             t = self._trials.get(trial)
             if t is not None and step <= t.written:
                 hint = (
