@@ -249,6 +249,7 @@ def plot_phase_diagram(
             if _is_log(coord(x)):
                 ax.set_xscale("log")
             ax.set_xlabel(label(x))
+            ax.set_ylabel(f"{titles[name]} (seed mean)", fontsize=8)
             ax.set_title(titles[name], fontsize=9)
         fig.tight_layout()
     else:
@@ -451,7 +452,8 @@ def plot_logit_trajectories(
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("class-mean logit")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("class-mean logit")
     axes[0, 0].legend(fontsize=7, title="solid: own logit\ndashed: other logits", title_fontsize=7)
     fig.tight_layout()
     if path is not None:
@@ -520,10 +522,10 @@ def plot_separation_grid(
         curve = (d - d[..., -1:]) / np.where(span != 0, span, 1)
         colours = [[cmap(norm(v)) for v in row] for row in a]
         _curve_grid(sub, curve, colours, np.asarray(ds[x]), np.asarray(ds[y]))
-        title = ", ".join(f"{k} = {np.asarray(ds[k])[i]:.3g}" for k, i in sel.items())
-        sub.supxlabel(x, fontsize=9)
-        sub.supylabel(y, fontsize=9)
-        sub.suptitle((title + "\n" if title else "") + f"load curves of {variable}, epoch {ep}", fontsize=9)
+        title = ", ".join(f"{_name(ds[k])} = {np.asarray(ds[k])[i]:.3g}" for k, i in sel.items())
+        sub.supxlabel(_name(ds[x]), fontsize=9)
+        sub.supylabel(_name(ds[y]), fontsize=9)
+        sub.suptitle((title + "\n" if title else "") + f"load curves of {_name(ds[variable])}, epoch {ep}", fontsize=9)
         sub.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=sub.axes, label="test accuracy", shrink=0.8)
     if path is not None:
         _save(fig, path, dpi)

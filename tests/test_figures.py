@@ -152,3 +152,110 @@ def test_load_curve_grid_has_a_shape_legend_and_labels():
         assert values == {"0.01", "0.1", "1"}  # each column labelled with its value
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------
+# every figure kind: rendered in each format, every panel with data labelled
+
+MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
+
+
+def _log(trials=3, steps=40, K=3, evals=(0, 20, 40)):
+    from lesde.io import make_log
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, K, size=(trials, steps)).astype(np.int32)
+    return make_log(
+        rng.integers(0, 30, size=(trials, steps)).astype(np.int32), labels,
+        rng.normal(size=(trials, steps, K)).astype(np.float32),
+        rng.uniform(0.1, 2, size=(trials, steps)).astype(np.float32),
+        rng.uniform(0.1, 2, size=(trials, len(evals))).astype(np.float32),
+        rng.uniform(0, 1, size=(trials, len(evals))).astype(np.float32),
+        eval_steps=np.asarray(evals),
+    )
+
+
+def _separation():
+    rng = np.random.default_rng(4)
+    dims = ("negative_slope", "data_noise", "seed", "epoch", "layer")
+    d = np.sort(rng.uniform(0.1, 1, size=(2, 3, 2, 2, 5)), axis=-1)[..., ::-1]
+    return xr.Dataset(
+        {"D_trace": (dims, d), "test_acc": (dims[:-1], rng.uniform(0.5, 1, size=(2, 3, 2, 2)))},
+        coords={"negative_slope": [0.0, 0.5], "data_noise": [0.0, 0.1, 0.2], "epoch": [0, 10]},
+    )
+
+
+def _fit_result():
+    rng = np.random.default_rng(5)
+    T, K = 12, 3
+    steps = np.arange(T) * 10.0
+    ds = xr.Dataset(
+        {"data": (("step", "class", "logit"), rng.normal(size=(T, K, K))),
+         "model": (("step", "class", "logit"), rng.normal(size=(T, K, K))),
+         "A_hat": ("cf_step", np.linspace(0, 2, T)), "B_hat": ("cf_step", np.linspace(0, -1, T)),
+         "alpha_hat": ("cf_step", np.full(T, 0.2)), "beta_hat": ("cf_step", np.full(T, -0.1))},
+        coords={"step": steps, "heldout": ("step", steps > 80), "cf_step": steps},
+        attrs={"loss": "ClassMeanLoss", "fit_until": 80.0, "closed_form_estimator": "identity"},
+    )
+    return ds
+
+
+def _figures():
+    from lesde import plot as P
+
+    log = _log()
+    return {
+        "phase_diagram": lambda path: P.plot_phase_diagram(_result(True), path=path),
+        "phase_diagram_1d": lambda path: P.plot_phase_diagram(_result(False).isel(impact_beta=0), path=path),
+        "load_curves": lambda path: P.plot_load_curves(xr.Dataset(
+            {"gains": (("mu_fwd", "noise", "seed", "block"), np.random.default_rng(6).uniform(0.1, 1, (2, 2, 2, 4))),
+             "status": (("mu_fwd", "noise", "seed"), np.zeros((2, 2, 2), np.int32))},
+            coords={"mu_fwd": ("mu_fwd", [0.1, 0.2], {"path": "mu_fwd"}),
+                    "noise": ("noise", [0.1, 1.0], {"path": "noise"})}), path=path),
+        "spring_run": lambda path: P.plot_spring_run(
+            np.arange(5.0), np.cumsum(np.ones((2, 5, 3)), axis=-1),
+            theory={"elongations": [1.0, 1.0, 1.0, 1.0], "kind": "mean-field stationary state"}, path=path),
+        "logit_trajectories": lambda path: P.plot_logit_trajectories({"p = 0": log, "p = 0.5": log}, path=path, window=4),
+        "validation": lambda path: P.plot_validation({"p = 0": log, "p = 0.5": log}, path=path),
+        "separation_grid": lambda path: P.plot_separation_grid(_separation(), path=path),
+        "fit": lambda path: P.plot_fit(_fit_result(), path=path),
+        "closed_form": lambda path: P.plot_closed_form(_fit_result(), path=path),
+    }
+
+
+def _labelled(fig) -> list[str]:
+    """What is unlabelled: a panel with data but no axis labels (a panel of a grid of
+    small curves is labelled by its subfigure's sup-labels), a colour bar with no label."""
+    missing = []
+    for ax in fig.axes:
+        has_data = bool(ax.lines or ax.collections or ax.images or ax.patches)
+        if not has_data or not ax.get_visible() or not ax.axison:
+            continue
+        if ax.get_label() == "<colorbar>":
+            if not (ax.get_ylabel() or ax.get_xlabel()):
+                missing.append("a colour bar")
+            continue
+        sub = ax.get_figure(root=False)
+        grid = sub is not fig and sub._supxlabel is not None and sub._supylabel is not None
+        row_labelled = any(o.get_ylabel() for o in fig.axes if o.get_subplotspec() is not None
+                           and ax.get_subplotspec() is not None
+                           and o.get_subplotspec().rowspan == ax.get_subplotspec().rowspan)
+        if not grid and not (ax.get_xlabel() or ax.get_title()) :
+            missing.append(f"x of {ax.get_title()!r}")
+        if not grid and not (ax.get_ylabel() or row_labelled):
+            missing.append(f"y of {ax.get_title()!r}")
+    return missing
+
+
+@pytest.mark.parametrize("kind", list(_figures()))
+def test_every_figure_kind_is_labelled_and_written_in_each_format(kind, tmp_path):
+    draw = _figures()[kind]
+    for i, ext in enumerate((".png", ".pdf", ".svg")):
+        path = tmp_path / "sub" / f"{kind}{ext}"  # a missing folder is created
+        fig = draw(path)
+        try:
+            assert path.read_bytes()[:5].startswith(MAGIC[ext]), (kind, ext)
+            if i == 0:
+                assert _labelled(fig) == [], kind
+        finally:
+            plt.close(fig)
