@@ -112,7 +112,14 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True, help="YAML fit config (`lesde configs` lists the installed fit_* ones)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=lambda a: runs.fit_command(a.log, a.config, a.out, progress=not a.quiet))
+    p.add_argument(
+        "--ragged", choices=("error", "common_steps", "complete_trials"), default="error",
+        help="a .csv log whose trials stopped at different steps (a run killed while it "
+        "was logged): refuse it (error, the default), fit the steps every trial has "
+        "(common_steps), or the trials that reached the last step (complete_trials)",
+    )
+    p.set_defaults(func=lambda a: runs.fit_command(a.log, a.config, a.out, progress=not a.quiet,
+                                                   ragged=a.ragged))
     p = sub.add_parser(
         "plot",
         help="draw the phase diagram of a sweep result (and its load-curve grid for a "

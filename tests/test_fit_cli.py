@@ -458,3 +458,24 @@ def test_shipped_fit_configs_validate(name):
     if name == "fit_label_corruption.yaml":
         assert config.model.kind == "le_ode" and config.model.gradient == "identity"
         assert config.model.impact.form == "alpha_beta" and config.data.window == 50
+
+
+def test_a_log_cut_short_is_fitted_only_with_ragged(logs, tmp_path, capsys):
+    """The CSV of a run killed mid-trial (the last trial shorter) is refused with the way
+    out named; `--ragged complete_trials` reads it (here the run then stops at the
+    output check: --out is a file)."""
+    header, *rows = logs["csv"].read_text().splitlines()
+    last = max(int(r.split(",")[0]) for r in rows)
+    kept = [r for r in rows if int(r.split(",")[0]) < last or int(r.split(",")[1]) < 10]
+    cut = tmp_path / "cut.csv"
+    cut.write_text("\n".join([header, *kept]) + "\n")
+    cfg = _write(tmp_path, PLANTED)
+    assert main(["fit", str(cut), "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "ragged='common_steps'" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.warns(lesde.io.LogWarning, match=r"kept trials \[0, 1\].* left out trials \[2\]"):
+        code = main(["fit", str(cut), "--config", str(cfg), "--out", str(blocker), "--ragged", "complete_trials"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ragged" not in err and "a_file" in err  # the log was read; --out refused
+    assert not (tmp_path / "o").exists()

@@ -249,13 +249,16 @@ def _print_fit_table(setup, result, report: dict, closed: dict | None) -> None:
 
 
 def fit_command(
-    log: str | Path, config: str | Path, out: str | Path, *, progress: bool = True
+    log: str | Path, config: str | Path, out: str | Path, *, progress: bool = True,
+    ragged: str = "error",
 ) -> int:
     """`lesde fit`: fit the LE-ODE or LE-SDE of the YAML file `config` to the trajectory
     log `log` (.nc from `lesde train`, or the LE-SDE authors' .csv): closed-form
     estimates, the gradient fit with standard errors, the prediction of the held-out
     window. Writes report.json, fit.nc, fit.png, closed_form.png and summary.json (last)
-    to the folder `out`.
+    to the folder `out`. `ragged`: how to read a .csv log whose trials stopped at
+    different steps (a run killed while `TrajectoryLogger` wrote it; `read_log`):
+    'error' (refuse it), 'common_steps' or 'complete_trials'.
 
     **Returns:** the exit status: 0 a finished fit; 1 the fit failed (nothing written) or
     its loss became non-finite (outputs marked "converged": false); 2 a bad config, log
@@ -266,7 +269,7 @@ def fit_command(
     start = time.perf_counter()
 
     def prepare():  # every check on config, log and model before any fit
-        cfg, data = load_fit_config(source), read_log(log_path)
+        cfg, data = load_fit_config(source), read_log(log_path, ragged=ragged)
         return cfg, data, build_fit(cfg, data, source=str(log_path)), check_output_dir(out)
 
     ready = checked("fit", prepare)
