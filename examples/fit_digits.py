@@ -24,7 +24,7 @@ import numpy as np
 import lesde
 from lesde.cli import main as lesde_main
 from lesde.io import read_log
-from lesde.plot import _pyplot, _save
+from lesde.plot import _pyplot, _save, draw_matrix
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "fit_digits.yaml"
 
@@ -86,12 +86,8 @@ def main(argv=None) -> int:
     fig, ax = plt.subplots(2, n + 1, figsize=(3.2 * (n + 1), 6.2))
     for c in range(n):
         for r, (e, name) in enumerate(((ntk[c], "tangent kernel"), (fitted[c], "fit"))):
-            im = ax[r, c].imshow(e, cmap="viridis")
-            fig.colorbar(im, ax=ax[r, c], fraction=0.046)
             held = "" if rows[c]["in_fit_window"] else " (held out)"
-            ax[r, c].set_title(f"{name}, step {steps[c]:g}{held}", fontsize=9)
-            ax[r, c].set_xticks([])
-            ax[r, c].set_yticks([])
+            draw_matrix(ax[r, c], e, title=f"{name}, step {steps[c]:g}{held}", label="impact per step")
     for r, key in enumerate(("alpha", "beta")):
         a = ax[r, n]
         a.plot(steps, [x["ntk"][key] for x in rows], "o-", label="tangent kernel")

@@ -463,9 +463,14 @@ def plot_logit_trajectories(
 
 def plot_validation(logs: dict, path: str | Path | None = None, *, dpi: float | None = None):
     """Validation accuracy and loss against the step, one line per log (median over
-    trials, with the band between the 25th and 75th percentiles)."""
+    trials, with the band between the 25th and 75th percentiles), and the chance level
+    1/K in the accuracy panel's legend."""
     plt = _pyplot()
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    classes = {int(ds.sizes["class"]) for ds in logs.values()}
+    if len(classes) == 1:  # the accuracy of a guess, for logs of one number of classes
+        (k,) = classes
+        acc.axhline(1 / k, color="0.4", ls=":", lw=1, label=f"chance (1/K = {1 / k:.2g})")
     for i, (title, ds) in enumerate(logs.items()):
         steps = np.asarray(ds["eval_step"])
         for ax, name in ((acc, "val_acc"), (loss, "val_loss")):
@@ -482,6 +487,34 @@ def plot_validation(logs: dict, path: str | Path | None = None, *, dpi: float | 
     if path is not None:
         _save(fig, path, dpi)
     return fig
+
+
+def draw_matrix(ax, matrix, *, title: str = "", label: str = "impact", vmax: float | None = None):
+    """Draw a signed K x K matrix (an impact matrix E: row = the impacted class, column =
+    the class of the updated sample) on `ax` on a diverging colour map centred at 0
+    (blue negative, red positive; symmetric range +-`vmax`, default the largest
+    |entry|), with the class indices on both axes and a colour bar labelled `label`.
+    Returns the image.
+
+    Example: `draw_matrix(ax, ds["impact"].isel(step=-1), title="fitted E at the end")`."""
+    import matplotlib
+
+    e = np.asarray(matrix, dtype=float)
+    if e.ndim != 2 or e.shape[0] != e.shape[1]:
+        raise ValueError(f"a K x K matrix is needed, got shape {e.shape}")
+    finite = e[np.isfinite(e)]
+    half = float(vmax if vmax is not None else (np.abs(finite).max() if finite.size else 1.0)) or 1.0
+    im = ax.imshow(e, cmap="RdBu_r", norm=matplotlib.colors.CenteredNorm(0.0, half))
+    k = e.shape[0]
+    ticks = np.arange(k) if k <= 12 else np.arange(0, k, max(1, k // 10))
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
+    ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
+    ax.set_xlabel("class of the updated sample", fontsize=8)
+    ax.set_ylabel("impacted class", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, label=label)
+    return im
 
 
 def plot_separation_grid(

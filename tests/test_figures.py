@@ -220,7 +220,47 @@ def _figures():
         "separation_grid": lambda path: P.plot_separation_grid(_separation(), path=path),
         "fit": lambda path: P.plot_fit(_fit_result(), path=path),
         "closed_form": lambda path: P.plot_closed_form(_fit_result(), path=path),
+        "impact_matrix": _matrix_figure,
     }
+
+
+def _matrix_figure(path):
+    from lesde.plot import _save, draw_matrix
+
+    fig, ax = plt.subplots()
+    e = np.array([[0.3, -0.1, 0.05], [-0.1, 0.2, 0.0], [0.02, -0.3, 0.4]])
+    draw_matrix(ax, e, title="fitted E", label="impact per step")
+    _save(fig, path)
+    return fig
+
+
+def test_signed_matrices_are_centred_at_zero_with_class_labels():
+    from lesde.plot import draw_matrix
+
+    fig, ax = plt.subplots()
+    try:
+        im = draw_matrix(ax, [[0.3, -0.1], [-0.5, 0.2]])
+        assert im.get_cmap().name == "RdBu_r" and im.norm.vcenter == 0
+        assert im.norm.vmin == pytest.approx(-0.5) and im.norm.vmax == pytest.approx(0.5)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1"]
+        assert ax.get_xlabel() == "class of the updated sample" and ax.get_ylabel() == "impacted class"
+        assert im.colorbar.ax.get_ylabel() == "impact"
+        with pytest.raises(ValueError, match="K x K"):
+            draw_matrix(ax, np.zeros((2, 3)))
+    finally:
+        plt.close(fig)
+
+
+def test_validation_shows_the_chance_level_in_its_legend():
+    from lesde.plot import plot_validation
+
+    fig = plot_validation({"p = 0": _log(K=4)})
+    try:
+        texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert "chance (1/K = 0.25)" in texts and "p = 0" in texts
+    finally:
+        plt.close(fig)
 
 
 def _labelled(fig) -> list[str]:
