@@ -134,6 +134,10 @@ def main(argv=None) -> int:
     p.set_defaults(func=lambda a: runs.plot_command(a.result, a.out, metrics=a.metrics,
                                                     dpi=a.dpi))
     for command in sub.choices.values():
+        if not any(action.dest == "quiet" for action in command._actions):
+            command.add_argument(  # so that a script may pass --quiet to every command
+                "--quiet", action="store_true", help="no progress bar (this command shows none)",
+            )
         command.add_argument(
             "--x64", action="store_true",
             help="compute in double precision (float64; default float32): for long horizons "
@@ -154,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", default=None, help="an installed config, e.g. phase_transition")
     p.add_argument("--out", default=None, help="where to copy it (default ./NAME.yaml)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (this command shows none)")
     p.set_defaults(func=lambda a: runs.configs_command(a.name, a.out, force=a.force))
     args = parser.parse_args(argv)
     imports = getattr(args, "imports", [])

@@ -182,3 +182,17 @@ def test_progress_is_plain_lines_when_the_output_is_not_a_terminal(tmp_path, cap
     with progress_bar(total=5, desc="off", unit="item", disable=True) as bar:
         bar.update(5)
     assert capsys.readouterr().err == ""
+
+
+def test_every_command_takes_quiet(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    listed = capsys.readouterr().out
+    commands = [c for c in ("simulate", "sweep", "spring", "train", "fit", "plot", "configs") if c in listed]
+    assert len(commands) == 7
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--quiet" in capsys.readouterr().out, command
+    assert main(["configs", "--quiet"]) == 0
