@@ -52,6 +52,9 @@ def test_results_do_not_depend_on_chunk_size():
     assert whole["loss"].shape == (3, 2, 2)
     for size in (1, 7):
         assert_same(run(chunk_size=size), whole)
+    large = run(chunk_size=8192)  # never padded beyond the 12 members
+    assert large.attrs["chunk_size"] == 12
+    assert_same(large, whole)
     assert not np.allclose(whole["loss"].values[..., 0], whole["loss"].values[..., 1])
 
 

@@ -854,7 +854,7 @@ class SweepConfig(_Strict):
             ("the results", {"cells": s.num_cells, "seeds": s.seeds,
                              "save times": len(s.save_times or [self.solve.t1]),
                              "metric values": sum(sizes.get(m, 1) for m in self.metrics)}, 8),
-            ("the states of a chunk", {"members": s.chunk_size or 1,
+            ("the states of a chunk", {"members": min(s.chunk_size or 1, s.num_cells * s.seeds),
                                        "state values": model.state_size()}, 8),
             # listed as Python floats (32 bytes) and as an array (8 bytes)
             ("the axis values", {"axis values": sum(len(a) * n for a, n in zip(s.axes, s.shape))},

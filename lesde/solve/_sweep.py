@@ -313,7 +313,8 @@ def sweep(
     - `fn`: fn(t, X, model) -> {name: scalar}, the metrics to keep.
     - `seeds`: members per cell; `seed`: the base seed.
     - `chunk_size`: members per compiled call (default: what fits a quarter of the
-      device memory, see `auto_chunk_size`).
+      device memory, see `auto_chunk_size`); at most the number of members (rounded up
+      to a multiple of the device count), whatever is asked.
     - `store`: a directory for finished chunks; rerunning the same sweep with the same
       store resumes, losing at most the chunk that was running. `fingerprint` identifies
       the sweep (e.g. a hash of its config) so a store is never mixed with another one.
@@ -348,6 +349,8 @@ def sweep(
     if chunk_size is None:
         chunk_size = min(num_members, auto_chunk_size(probe, devices))
     chunk_size = check_positive_int("chunk_size", chunk_size)
+    # never more than the sweep: a larger chunk would be padded with repeated members
+    chunk_size = min(chunk_size, num_members)
     chunk_size = -(-chunk_size // len(devices)) * len(devices)
 
     names = grid.names
