@@ -194,9 +194,11 @@ CATALOGUE = {
                                   {"noise.independent": {"linspace": [0.01, 1, 10**5]}}],
                                         W + ("seeds",): 1000},
                               r"sweep: 10\^9 cells x 1000 seeds need 8 TB for the results" + HAS),
-    "sweep-chunk-too-big": ("sweep", {W + ("chunk_size",): 10**9},
-                            r"sweep: 10\^9 members x 45 state values need 360 GB for the states "
-                            r"of a chunk" + HAS),
+    # a chunk holds at most the sweep's members: 10^9 of them here
+    "sweep-chunk-too-big": ("sweep", {W + ("chunk_size",): 10**9, W + ("seeds",): 2 * 10**8},
+                            r"sweep: 5 cells x 2e8 seeds need 8 GB for the results; 10\^9 members x "
+                            r"45 state values need 360 GB for the states of a chunk \(368 GB in all\)"
+                            + HAS),
     "sweep-axis-values-too-big": ("sweep", {W + ("axes",): [
                                       {"impact.alpha": {"linspace": [0, 1, 2**31 - 1]},
                                        "impact.beta": {"linspace": [0, 1, 2**31 - 1]}}],
@@ -292,6 +294,13 @@ def test_bad_config_is_refused_naming_key_and_value(tmp_path, case):
     path = write(tmp_path, edited(kind, edits))
     with pytest.raises(ConfigError, match=pattern):
         LOADERS[kind](path)
+
+
+def test_a_chunk_larger_than_a_small_sweep_is_accepted(tmp_path):
+    """A chunk never holds more members than the sweep, so a large chunk_size on a small
+    sweep needs no memory of its own."""
+    config = LOADERS["sweep"](write(tmp_path, edited("sweep", {W + ("chunk_size",): 10**9})))
+    assert config.sweep.chunk_size == 10**9
 
 
 # YAML written by hand: keys given twice, YAML's own spellings of infinity and NaN
