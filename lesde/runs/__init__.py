@@ -11,6 +11,7 @@ reports, and returns the command's exit status.
 - `fit_command` (`build_fit`, `closed_form_estimates`, `run_fit`, `fit_dataset`): a fit
   of an LE-ODE / LE-SDE to a trajectory log;
 - `plot_command`: the pictures of a sweep result;
+- `configs_command` (`installed_configs`): the configs installed with lesde;
 - `import_extensions`: the modules of `--import` (gradient models, metrics of one's own).
 """
 
