@@ -41,7 +41,7 @@ import numpy as np
 import xarray as xr
 
 from .._checks import check_increasing
-from ._netcdf import annotate, COMMON_ATTRS, write_netcdf
+from ._netcdf import annotate, COMMON_ATTRS, FILE_ATTRS, write_netcdf
 from ._atomic import _atomic_write
 
 MARKER = "trajectory"
@@ -74,10 +74,7 @@ _CF_ATTRS = {
     "impact": {"long_name": "tangent-kernel impact matrix", "units": "1"},
     "impact_ratio": {"long_name": "local-elasticity ratio of the tangent-kernel impact", "units": "1"},
     "impact_step": {"long_name": "SGD step of the tangent-kernel measurement", "units": "1"},
-    "class_row": {"long_name": "class of the impacted sample", "units": "1"},
-    "class_col": {"long_name": "class of the updated sample", "units": "1"},
 }
-_FILE_ATTRS = ("Conventions", "title", "history", "source")  # written by write_netcdf
 _CSV_FIXED = ("trial", "itr", "smp", "y")
 _CSV_TAIL = ("tr_loss", "val_loss", "val_acc")
 
@@ -417,7 +414,7 @@ def read_log(path: str | Path, *, ragged: Ragged = "error") -> xr.Dataset:
         raise LogError(f"{path}: not a readable netCDF file ({first})") from e
     attrs = {}
     for key, value in ds.attrs.items():
-        if key in _FILE_ATTRS:
+        if key in FILE_ATTRS:  # written by write_netcdf, not the log's own
             continue
         if isinstance(value, np.generic):
             value = value.item()

@@ -44,8 +44,14 @@ COMMON_ATTRS: dict[str, dict[str, str]] = {
     "class": {"long_name": "class", "units": "1"},
     "block": {"long_name": "block l", "units": "1"},
     "spring": {"long_name": "spring l", "units": "1"},
+    "class_row": {"long_name": "class of the impacted sample", "units": "1"},
+    "class_col": {"long_name": "class of the updated sample", "units": "1"},
 }
 """`long_name` and `units` of the dimensions that several kinds of results share."""
+
+
+FILE_ATTRS = ("Conventions", "title", "history", "source")
+"""The global attributes that `write_netcdf` writes itself (replacing any given)."""
 
 
 class ResultError(ValueError):
@@ -142,7 +148,7 @@ def write_netcdf(path: str | Path, ds, *, title: str, history: str | None = None
         "title": title,
         "history": history if history is not None else _history(),
         "source": f"lesde {__version__}",
-        **{k: v for k, v in ds.attrs.items() if k not in ("Conventions", "title", "history", "source")},
+        **{k: v for k, v in ds.attrs.items() if k not in FILE_ATTRS},
     }
     ds.attrs = _plain(ds.attrs)
     for var in ds.variables.values():

@@ -38,8 +38,6 @@ RESULT_ATTRS: dict[str, dict] = {
     "count": {"long_name": "rows of the log behind the class mean", "units": "1"},
     "impact": {"long_name": "fitted impact matrix E(t)", "units": "1"},
     "logit": {"long_name": "logit", "units": "1"},
-    "class_row": {"long_name": "class of the impacted sample", "units": "1"},
-    "class_col": {"long_name": "class of the updated sample", "units": "1"},
     "heldout": {"long_name": "held out of the fit (1) or fitted (0)", "units": "1"},
     "A_hat": {"long_name": "closed-form integrated intra-class impact Â", "units": "1"},
     "B_hat": {"long_name": "closed-form integrated inter-class impact B̂", "units": "1"},
