@@ -113,3 +113,16 @@ def test_write_netcdf_stores_str_subclasses_as_str(tmp_path):
     back = lesde.open_result(write_netcdf(tmp_path / "r.nc", ds, title="x"))
     assert back.attrs["version"] == "2.1.0" and back.attrs["name"] == "abc"
     assert back["count"].attrs["note"] == "a note"
+
+
+def test_bad_names_for_labels_are_refused():
+    from lesde.models import register_parameter_name
+
+    with pytest.raises(ValueError, match="units of metric 'x_metric' must be a non-empty string"):
+        register_metric("x_metric", lambda t, x, model: x.sum(), units="")
+    assert "x_metric" not in lesde.metrics.METRICS and "x_metric" not in METRIC_ATTRS
+    with pytest.raises(ValueError, match="the long name of 'theta' must be a non-empty string"):
+        register_parameter_name("theta", "  ")
+    assert parameter_name("theta") == "theta"
+    with pytest.raises(ValueError, match="a flag meaning must be a single word"):
+        lesde.io.flag_attrs({"solver failed": 2})
