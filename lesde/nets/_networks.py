@@ -259,7 +259,9 @@ class BNMLP(AbstractNetwork):
 
     The leaky slope `negative_slope` (a in [0, 1]: 0 = ReLU, 1 = linear) and the dropout
     rate `dropout` (q in [0, 1)) are array fields, so a grid over them vmaps; they are
-    hyperparameters, not trained: the forward pass stops their gradients.
+    hyperparameters, not trained: the forward pass stops their gradients. `dropout=None`
+    builds the network without dropout layers (no random masks are drawn, and training
+    needs no key); q = 0 gives the same outputs at the cost of the masks.
 
     Representations (the spring-block authors' choice): the input after its BatchNorm and
     each hidden block's activation before dropout; the logits are excluded.
@@ -270,7 +272,7 @@ class BNMLP(AbstractNetwork):
     norms: tuple[BatchNorm, ...]
     readout: eqx.nn.Linear
     negative_slope: Float[Array, ""]
-    dropout: Float[Array, ""]
+    dropout: Float[Array, ""] | None
     num_classes: int = eqx.field(static=True)
     input_shape: tuple[int, ...] = eqx.field(static=True)
 
@@ -282,7 +284,7 @@ class BNMLP(AbstractNetwork):
         width: int = 100,
         depth: int = 8,
         negative_slope: Any = 0.0,
-        dropout: Any = 0.0,
+        dropout: Any | None = 0.0,
         key: PRNGKeyArray,
     ):
         self.input_shape = _check_input_shape(input_shape, None, "BNMLP")
@@ -290,7 +292,7 @@ class BNMLP(AbstractNetwork):
         _check_size("BNMLP", "width", width, 1)
         _check_size("BNMLP", "depth", depth, 2)
         self.negative_slope = _hyper("BNMLP", "negative_slope", negative_slope, 0.0, 1.0, False)
-        self.dropout = _hyper("BNMLP", "dropout", dropout, 0.0, 1.0, True)
+        self.dropout = None if dropout is None else _hyper("BNMLP", "dropout", dropout, 0.0, 1.0, True)
         d_in = math.prod(self.input_shape)
         keys = jr.split(key, depth)
         sizes = [d_in] + [width] * (depth - 1)
@@ -305,15 +307,16 @@ class BNMLP(AbstractNetwork):
 
     def forward(self, x, state, *, key=None, inference=False):
         a = jax.lax.stop_gradient(self.negative_slope)
-        q = jax.lax.stop_gradient(self.dropout)
+        drop = not inference and self.dropout is not None
+        q = jax.lax.stop_gradient(self.dropout) if drop else None
         h, state = self.input_norm(x.reshape(-1), state, inference=inference)
         feats = [h]
-        keys = [None] * len(self.linears) if key is None else list(jr.split(key, len(self.linears)))
+        keys = [None] * len(self.linears) if key is None or not drop else list(jr.split(key, len(self.linears)))
         for linear, norm, k in zip(self.linears, self.norms, keys):
             h, state = norm(linear(h), state, inference=inference)
             h = jnp.where(h >= 0, h, a * h)
             feats.append(h)
-            if not inference:
+            if drop:
                 if k is None:
                     raise ValueError("BNMLP: training mode needs a key for dropout")
                 keep = jr.bernoulli(k, 1.0 - q, h.shape)

@@ -293,6 +293,18 @@ def _bar(progress: bool, total: int, desc: str, unit: str = "step"):
 
 GRID_AXES = ("negative_slope", "data_noise", "learning_rate", "dropout")
 
+MEASURES = {
+    "log_trace_ratio": ("D_trace", True),
+    "trace_ratio": ("D_trace", False),
+    "log_fuzziness": ("D", True),
+    "fuzziness": ("D", False),
+}
+"""Layer-wise separation measures of the load curve: name -> (variable, logarithm).
+The spring-block authors' figures plot the log of the trace ratio (`trace_ratio`); He and
+Su's law of data separation uses the fuzziness D (`separation_fuzziness`)."""
+
+_PLATEAU = 1e-10  # the authors also stop when the epoch loss changes by less than this
+
 
 def _axis(name: str, value: Any, lo: float, hi: float, hi_open: bool = False, positive: bool = False):
     """A grid axis: (values, is_dim)."""
@@ -308,6 +320,12 @@ def _axis(name: str, value: Any, lo: float, hi: float, hi_open: bool = False, po
     return vals, is_dim
 
 
+def _measure_name(measure: Any) -> str:
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {sorted(MEASURES)}; got {show(measure)}")
+    return measure
+
+
 def train_separation(
     data: Dataset,
     *,
@@ -321,44 +339,65 @@ def train_separation(
     width: int = 100,
     depth: int = 8,
     eval_epochs: Sequence[int] | None = None,
+    measure: str = "log_trace_ratio",
+    stop_loss: float | None = 1e-4,
     seed: int = 0,
     chunk_size: int | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
     r"""Train the BatchNorm MLP (`BNMLP`) with Adam on a grid of nonlinearity and noise,
-    all cells and seeds of one batch size as one vmapped computation, and measure the law
-    of data separation (experiment 2, the spring-block authors').
+    all cells and seeds of one batch size as one vmapped computation, and measure the
+    layer-wise data separation (experiment 2, the spring-block authors' protocol).
 
-    Each step of training, with data noise s: every training label is redrawn uniformly
-    with probability s, and every input gets Gaussian noise of standard deviation s * std(X)
-    (std over all training inputs). Minibatches of `batch_size` come from a fresh
-    permutation each epoch (the last partial batch dropped; None = full batch).
+    **Training** (as the authors' script): Adam (learning rate eta, betas 0.9, 0.999),
+    cross-entropy, minibatches of `batch_size` from a fresh permutation each epoch (a last
+    partial batch is dropped; None = full batch). Data noise s, at every step: floor(s B)
+    of the B labels of the batch, chosen at random, are redrawn uniformly in 0..K-1, and
+    every input gets Gaussian noise of standard deviation s * std(X_B) (the unbiased std
+    over all values of the batch). Early stopping (`stop_loss`): a member stops after the
+    first epoch whose mean training loss is below `stop_loss`, or changed by less than
+    1e-10 from the previous epoch; its network is frozen from then on (`stop_epoch` is the
+    number of epochs it trained). None trains every member for `epochs` epochs.
 
-    At each epoch in `eval_epochs` (default: 0 and `epochs`; epoch 0 is the
-    initialisation) on the clean training set in evaluation mode, for each layer l
-    (the input after its BatchNorm, then each hidden block's activation):
+    **Measures**, at each epoch in `eval_epochs` (default 0 and `epochs`; epoch 0 is the
+    initialisation), on the clean training set in evaluation mode, for each layer l = 0..L-1
+    (the input after its BatchNorm, then each hidden block's activation; logits excluded):
 
-        D_l = Tr(Sigma_W Sigma_B^+)   (`separation_fuzziness`)
+        D_l = Tr(Sigma_W Sigma_B^+)   (`separation_fuzziness`, He and Su's D)
         D_tr_l = Tr(Sigma_W) / Tr(Sigma_B)   (`trace_ratio`)
 
-    and the load curve of D_tr (the spring-block authors' measure): gains
-    d_l = D_tr_{l-1} - D_tr_l (`separation_gains`), curvature, non-uniformity and shape
-    (`load_curve`); the Pearson correlation and decay ratio of log D (`separation_law`); training loss and accuracy, and the accuracy on the
-    validation set (the test accuracy).
+    The load curve is that of `measure` m_l (default log D_tr_l, what the authors plot):
+    its gains d_l = m_{l-1} - m_l (`separation_gains`) give the curvature, non-uniformity
+    and shape (`load_curve`), and `curve` is the min-max normalised curve
 
-    **Arguments:** `learning_rate`, `negative_slope` (a in [0, 1]), `dropout` (q in
-    [0, 1)), `data_noise` (s in [0, 1]): a number, or a list that becomes a grid
-    dimension; `batch_size`: an int, None, or a list (a dimension; each size compiles
-    once); `seeds`: seed i gives the same initialisation and noise stream in every cell;
+        curve_l = (m_l - min_j m_j) / (max_j m_j - min_j m_j)
+
+    (1 at the input and 0 at the last layer for a curve that separates monotonically; NaN
+    for a flat one). Also: the Pearson correlation and decay ratio of log D
+    (`separation_law`), training loss and accuracy on the clean set, and the accuracy on
+    the validation set (the test accuracy).
+
+    **Arguments:** `learning_rate` (> 0), `negative_slope` (a in [0, 1]: 0 = ReLU, 1 =
+    linear), `dropout` (q in [0, 1)), `data_noise` (s in [0, 1]): a number, or a list that
+    becomes a grid dimension; `batch_size`: an int in [2, N], None, or a list (a
+    dimension; each size compiles once); `seeds`: seed i gives the same initialisation in
+    every cell; `measure`: a key of `MEASURES`; `stop_loss`: a number > 0 or None;
     `chunk_size`: members (cells x seeds) trained at once (default all).
 
     **Returns:** an xarray Dataset with dims (batch_size?, <grid axes given as lists>,
-    seed, epoch, layer): `D`, `D_trace` (.., epoch, layer), `train_loss`, `train_acc`,
-    `test_acc`, `curvature`, `nonuniformity`, `shape` (0 linear, 1 convex, -1 concave),
-    `correlation`, `rho` (.., epoch).
+    seed, epoch, layer): `D`, `D_trace`, `curve` (.., epoch, layer); `train_loss`,
+    `train_acc`, `test_acc`, `curvature`, `nonuniformity`, `shape` (0 linear, 1 convex,
+    -1 concave), `correlation`, `rho` (.., epoch); `stop_epoch` (..). Attributes record
+    the fixed hyperparameters, `measure` and `stop_loss`.
+
+    Example: `train_separation(digits(), negative_slope=[0.0, 1.0], data_noise=[0.0, 0.4],
+    seeds=2, epochs=20)`.
     """
     seeds = _positive("seeds", seeds, integer=True)
     epochs = _positive("epochs", epochs, integer=True)
+    measure = _measure_name(measure)
+    if stop_loss is not None:
+        stop_loss = _positive("stop_loss", stop_loss)
     axes = {
         "learning_rate": _axis("learning_rate", learning_rate, 0.0, np.inf, positive=True),
         "negative_slope": _axis("negative_slope", negative_slope, 0.0, 1.0),
@@ -374,11 +413,10 @@ def train_separation(
         raise ValueError("data: the validation set is empty; the test accuracy needs one")
     dims = [n for n in GRID_AXES if axes[n][1]]
     cells = list(itertools.product(*(axes[n][0] for n in GRID_AXES)))
-    hyper = np.array([c for c in cells for _ in range(seeds)], dtype=np.float32)  # (M, 4), GRID_AXES order
+    hyper = np.array([c for c in cells for _ in range(seeds)], dtype=np.float64)  # (M, 4), GRID_AXES order
     member_seed = np.tile(np.arange(seeds), len(cells))
     m = hyper.shape[0]
-    chunk = m if chunk_size is None else _positive("chunk_size", chunk_size, integer=True)
-    layers = depth
+    chunk = m if chunk_size is None else min(_positive("chunk_size", chunk_size, integer=True), m)
 
     results = []
     bar = _bar(progress, len(sizes) * -(-m // chunk) * epochs, "epochs", unit="epoch")
@@ -389,7 +427,8 @@ def train_separation(
                 idx = np.arange(c0, min(c0 + chunk, m))
                 pad = np.concatenate([idx, np.full(chunk - idx.size, idx[-1])]) if idx.size < chunk else idx
                 res = _separation_chunk(
-                    data, hyper[pad], member_seed[pad], seed, int(bs), epochs, ev, width, depth, bar
+                    data, hyper[pad], member_seed[pad], seed, int(bs), epochs, ev, width, depth,
+                    measure, stop_loss, bar,
                 )
                 for name, arr in res.items():
                     out.setdefault(name, []).append(arr[: idx.size])
@@ -399,7 +438,7 @@ def train_separation(
 
     shape = [axes[n][0].size for n in GRID_AXES if axes[n][1]] + [seeds]
     coords = {n: axes[n][0] for n in dims}
-    coords.update(seed=np.arange(seeds), epoch=ev, layer=np.arange(layers))
+    coords.update(seed=np.arange(seeds), epoch=ev, layer=np.arange(depth))
     lead = (["batch_size"] if size_dim else []) + dims + ["seed"]
     if size_dim:
         coords["batch_size"] = np.asarray(sizes)
@@ -418,7 +457,11 @@ def train_separation(
             ds.attrs[n] = float(axes[n][0][0])
     if not size_dim:
         ds.attrs["batch_size"] = int(sizes[0])
-    ds.attrs.update(epochs=epochs, width=width, depth=depth, seed=int(seed), dataset=data.name, num_classes=data.num_classes)
+    ds.attrs.update(
+        epochs=epochs, width=width, depth=depth, seed=int(seed), dataset=data.name,
+        num_classes=data.num_classes, measure=measure,
+        stop_loss=float("nan") if stop_loss is None else float(stop_loss),
+    )
     return ds
 
 
@@ -463,65 +506,91 @@ def _fuzziness_by_layer(feats: Sequence[jax.Array], y: jax.Array, k: int) -> jax
     return jax.vmap(lambda h, r: separation_fuzziness(h, y, k, rtol=r))(padded, rtol)
 
 
-def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_epochs, width, depth, bar):
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-    k, n = data.num_classes, x.shape[0]
-    x_std = jnp.std(x)
-    root = jr.key(seed)
-    keys = jax.vmap(lambda i: jr.fold_in(root, i))(jnp.asarray(member_seed))
-    lr, slope, q, s = (jnp.asarray(hyper[:, GRID_AXES.index(n)]) for n in ("learning_rate", "negative_slope", "dropout", "data_noise"))
-    nets, states = eqx.filter_vmap(
-        lambda kk, a, d: make_network(
-            "bn_mlp", jr.fold_in(kk, _INIT), input_shape=data.input_shape, num_classes=k,
-            width=width, depth=depth, negative_slope=a, dropout=d,
-        )
-    )(keys, slope, q)
-    params, static = eqx.partition(nets, eqx.is_inexact_array)
-    opt = optax.scale_by_adam()
-    opt_state = jax.vmap(opt.init)(params)
-    steps_per_epoch = n // batch_size
+def _data_noise(keys, xb, yb, s, count, num_classes):
+    """The spring-block authors' data noise on a batch of B samples: `count` (= floor(s B))
+    labels, at positions drawn without replacement, are redrawn uniformly in
+    0..num_classes-1 (possibly to their old value), and every input value gets Gaussian
+    noise of standard deviation s * std(xb) (the unbiased std over all values of the
+    batch). `keys`: three keys (positions, new labels, input noise). Returns (noisy xb,
+    noisy yb)."""
+    kl, kr, kx = keys
+    b = yb.shape[0]
+    chosen = jnp.zeros(b, bool).at[jr.permutation(kl, b)].set(jnp.arange(b) < count)
+    yb = jnp.where(chosen, jr.randint(kr, yb.shape, 0, num_classes), yb)
+    xb = xb + s * jnp.std(xb, ddof=1) * jr.normal(kx, xb.shape, xb.dtype)
+    return xb, yb
 
-    def one_epoch(p, o, st, key, lr, s, epoch):
-        kd = jr.fold_in(jr.fold_in(key, _DATA), epoch)
-        perm = jr.permutation(kd, n)
+
+@eqx.filter_jit
+def _adam_epoch(params, opt_state, states, active, prev_loss, static, keys, lr, s, count, x, y, epoch,
+                batch_size, num_classes, noise, dropout, stop_loss):
+    """One epoch of Adam for every member (vmapped); members that are no longer `active`
+    keep their parameters, optimiser and BatchNorm state. `noise` and `dropout` (static)
+    turn the data noise and the dropout masks on; `count` is each member's floor(s B).
+    Compiled once per run and shape: everything that varies between chunks or epochs is
+    an argument.
+
+    Returns the new (params, opt_state, states, active, prev_loss) and the epoch loss."""
+    opt = optax.scale_by_adam()
+    n = x.shape[0]
+    steps = n // batch_size
+
+    def one(p, o, st, act, prev, key, lr, s, count):
+        perm = jr.permutation(jr.fold_in(jr.fold_in(key, _DATA), epoch), n)
 
         def step(carry, i):
-            p, o, st = carry
-            kt = jr.fold_in(jr.fold_in(key, _NOISE), epoch * steps_per_epoch + i)
+            p, o, st, total = carry
+            kt = jr.fold_in(jr.fold_in(key, _NOISE), epoch * steps + i)
             kl, kr, kx, kdrop = jr.split(kt, 4)
             idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
             xb, yb = x[idx], y[idx]
-            redraw = jr.bernoulli(kl, s, yb.shape)
-            yb = jnp.where(redraw, jr.randint(kr, yb.shape, 0, k), yb)
-            xb = xb + s * x_std * jr.normal(kx, xb.shape, xb.dtype)
+            if noise:
+                xb, yb = _data_noise((kl, kr, kx), xb, yb, s, count, num_classes)
 
             def loss_fn(p):
-                logits, st2, _ = apply(eqx.combine(p, static), xb, st, key=kdrop, inference=False)
+                net = eqx.combine(p, static)
+                logits, st2, _ = apply(net, xb, st, key=kdrop if dropout else None, inference=False)
                 return jnp.mean(_ce(logits, yb)), st2
 
-            (_, st2), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            (loss, st2), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
             u, o = opt.update(g, o, p)
             p = optax.apply_updates(p, jax.tree.map(lambda v: -lr * v, u))
-            return (p, o, st2), None
+            return (p, o, st2, total + loss), None
 
-        (p, o, st), _ = jax.lax.scan(step, (p, o, st), jnp.arange(steps_per_epoch))
-        return p, o, st
+        (p2, o2, st2, total), _ = jax.lax.scan(
+            step, (p, o, st, jnp.zeros((), x.dtype)), jnp.arange(steps)
+        )
+        loss = total / steps
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(act, a, b), new, old)  # noqa: E731
+        p, o, st = keep(p2, p), keep(o2, o), keep(st2, st)
+        if stop_loss is None:
+            stop = jnp.zeros((), bool)
+        else:
+            stop = (loss < stop_loss) | (jnp.abs(prev - loss) < _PLATEAU)
+        return p, o, st, act & ~stop, jnp.where(act, loss, prev), loss
 
-    @eqx.filter_jit
-    def epoch_fn(p, o, st, keys, lr, s, epoch):
-        return jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, 0, 0, None))(p, o, st, keys, lr, s, epoch)
+    return jax.vmap(one)(params, opt_state, states, active, prev_loss, keys, lr, s, count)
 
-    def measure_one(p, st):
+
+@eqx.filter_jit
+def _measure_members(params, states, static, x, y, xv, yv, num_classes, measure):
+    """The measures of every member (vmapped) on the clean training set and the
+    validation set, in evaluation mode. Built once per run."""
+    variable, log = MEASURES[measure]
+
+    def one(p, st):
         net = eqx.combine(p, static)
         logits, _, feats = apply(net, x, st, inference=True)
-        d = _fuzziness_by_layer(feats, y, k)  # one SVD: see its docstring
-        dtr = jnp.stack([trace_ratio(h, y, k) for h in feats])
-        curve = load_curve(separation_gains(dtr))
+        d = _fuzziness_by_layer(feats, y, num_classes)  # one SVD: see its docstring
+        dtr = jnp.stack([trace_ratio(h, y, num_classes) for h in feats])
+        seq = {"D": d, "D_trace": dtr}[variable]
+        seq = jnp.log(seq) if log else seq
+        lo, hi = jnp.min(seq), jnp.max(seq)
+        curve = load_curve(separation_gains(seq))
         law = separation_law(d)
         vlogits, _, _ = apply(net, xv, st, inference=True)
         return dict(
-            D=d, D_trace=dtr,
+            D=d, D_trace=dtr, curve=(seq - lo) / (hi - lo),
             train_loss=jnp.mean(_ce(logits, y)), train_acc=jnp.mean(jnp.argmax(logits, -1) == y),
             test_acc=jnp.mean(jnp.argmax(vlogits, -1) == yv),
             curvature=curve.curvature, nonuniformity=curve.nonuniformity,
@@ -529,13 +598,54 @@ def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_e
             correlation=law.correlation, rho=law.rho,
         )
 
-    measure = eqx.filter_jit(jax.vmap(measure_one))
+    return jax.vmap(one)(params, states)
+
+
+def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_epochs, width, depth,
+                      measure, stop_loss, bar):
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
+    k = data.num_classes
+    root = jr.key(seed)
+    keys = jax.vmap(lambda i: jr.fold_in(root, i))(jnp.asarray(member_seed))
+    col = {n: hyper[:, GRID_AXES.index(n)] for n in GRID_AXES}
+    lr, slope, q, s = (jnp.asarray(col[n], jnp.float32) for n in ("learning_rate", "negative_slope", "dropout", "data_noise"))
+    # floor(s B) in double precision, as the authors' int(s * B) (0.7 * 2560 = 1792, not 1791)
+    count = jnp.asarray(np.floor(col["data_noise"] * batch_size + 1e-9).astype(np.int32))
+    use_dropout = bool((col["dropout"] > 0).any())  # no dropout layer (no random masks) otherwise
+    noise = bool((col["data_noise"] > 0).any())
+    nets, states = eqx.filter_vmap(
+        lambda kk, a, d: make_network(
+            "bn_mlp", jr.fold_in(kk, _INIT), input_shape=data.input_shape, num_classes=k,
+            width=width, depth=depth, negative_slope=a, dropout=d if use_dropout else None,
+        )
+    )(keys, slope, q)
+    params, static = eqx.partition(nets, eqx.is_inexact_array)
+    opt_state = jax.vmap(optax.scale_by_adam().init)(params)
+    members = hyper.shape[0]
+    active = jnp.ones(members, bool)
+    prev = jnp.full(members, jnp.inf, jnp.float32)
+    trained = np.zeros(members, np.int32)
     rows = []
+    frozen = None
     for epoch in range(epochs + 1):
         if epoch in eval_epochs:
-            rows.append({name: np.asarray(v) for name, v in measure(params, states).items()})
+            if frozen is None:
+                row = {name: np.asarray(v) for name, v in _measure_members(params, states, static, x, y, xv, yv, k, measure).items()}
+                if not bool(jnp.any(active)):
+                    frozen = row  # every member stopped: the networks no longer change
+            rows.append(frozen or row)
         if epoch == epochs:
             break
-        params, opt_state, states = epoch_fn(params, opt_state, states, keys, lr, s, jnp.asarray(epoch))
+        if frozen is not None or not bool(jnp.any(active)):
+            bar.update(1)
+            continue
+        trained += np.asarray(active, np.int32)
+        params, opt_state, states, active, prev, _ = _adam_epoch(
+            params, opt_state, states, active, prev, static, keys, lr, s, count, x, y,
+            jnp.asarray(epoch), batch_size, k, noise, use_dropout, stop_loss,
+        )
         bar.update(1)
-    return {name: np.stack([r[name] for r in rows], axis=1) for name in rows[0]}
+    out = {name: np.stack([r[name] for r in rows], axis=1) for name in rows[0]}
+    out["stop_epoch"] = trained
+    return out
