@@ -2,6 +2,7 @@
 
 - `Dataset`: training and validation images and integer labels, checked when built;
 - `digits`: scikit-learn's 8 x 8 handwritten digits (shipped inside scikit-learn);
+- `mnist1d`: MNIST-1D signals generated from templates by the `mnist1d` package;
 - `geomnist`: the LE-SDE authors' synthetic shapes (triangle, rectangle, ellipse),
   generated deterministically from a seed;
 - `from_arrays`: any user arrays;
@@ -335,17 +336,67 @@ def from_arrays(
 # --- offline data sets ---------------------------------------------------------------
 
 
-def digits(*, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def digits(*, val_fraction: float = 0.2, seed: int = 0, size: int = 8) -> Dataset:
     """scikit-learn's handwritten digits (`sklearn.datasets.load_digits`, 1797 images,
-    shipped with scikit-learn): images (N, 1, 8, 8) channels-first, grey levels 0..16
-    divided by 16 into [0, 1], K = 10, split with `split_per_class(val_fraction, seed)`."""
+    shipped with scikit-learn): images (N, 1, size, size) channels-first, grey levels
+    0..16 divided by 16 into [0, 1], K = 10, split with `split_per_class(val_fraction,
+    seed)`.
+
+    `size` > 8 upsamples the 8 x 8 images by bilinear interpolation
+    (`scipy.ndimage.zoom`, order 1, corners aligned), e.g. `size=10` for the 10 x 10
+    inputs of the spring-block authors' MNIST; it adds no information."""
     val_fraction = _fraction("val_fraction", val_fraction, include_one=False)
     seed = _seed(seed)
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 8:
+        raise ValueError(f"size must be an int >= 8 (the images are 8 x 8); got {show(size)}")
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    x = (x.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
-    return _split(x, y.astype(np.int64), val_fraction, seed, 10, "digits")
+    x = x.reshape(-1, 1, 8, 8) / 16.0
+    if size > 8:
+        from scipy.ndimage import zoom
+
+        x = zoom(x, (1, 1, size / 8, size / 8), order=1, grid_mode=False)
+    return _split(x.astype(np.float32), y.astype(np.int64), val_fraction, seed, 10, "digits")
+
+
+def mnist1d(n_per_class: int = 500, *, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """MNIST-1D (S. Greydanus, "Scaling down deep learning", 2020): 1-D signals of
+    length 40 generated from ten hand-drawn digit templates by the `mnist1d` package
+    (padding, dilation, scaling, translation, correlated and iid noise, shear; no
+    download), K = 10, `n_per_class` signals per class, split with
+    `split_per_class(val_fraction, seed)`. Inputs (N, 40), standardised over the whole
+    set (as the package does).
+
+    The signals are the package's `make_dataset` with its default arguments and its
+    seed 42 (the standard MNIST-1D for `n_per_class=500`); only the split depends on
+    `seed`. The generator seeds NumPy's and Python's global random state: both are
+    restored afterwards.
+
+    Example: 2560 training signals, as the spring-block authors' MNIST subset:
+    `mnist1d(500, val_fraction=0.488)` (256 per class for training, 244 to validate).
+    """
+    n = check_positive_int("n_per_class", n_per_class)
+    val_fraction = _fraction("val_fraction", val_fraction, include_one=False)
+    seed = _seed(seed)
+    if n < 2:
+        raise ValueError(f"n_per_class must be >= 2 (a training and a validation sample); got {n}")
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = 10 * n
+    args.train_split = 1.0
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x = np.asarray(data["x"], np.float32)
+    y = np.asarray(data["y"], np.int64)
+    return _split(x, y, val_fraction, seed, 10, "mnist1d")
 
 
 def _pixel_coordinates(size: int) -> tuple[np.ndarray, np.ndarray]:
