@@ -565,6 +565,91 @@ def plot_separation_grid(
     return fig
 
 
+PANEL_TITLES = {
+    "data_noise": "data noise s",
+    "learning_rate": "learning rate",
+    "dropout": "dropout q",
+    "batch_size": "batch size",
+}
+
+
+def plot_noise_nonlinearity(
+    panels: dict, path: str | Path | None = None, *, epoch=None, dpi: float | None = None,
+):
+    """The spring-block authors' noise-nonlinearity phase diagram of real networks: one
+    panel per `train_separation` result in `panels` (title -> Dataset, each swept over
+    `negative_slope` and one noise axis of `lesde.nets.NOISE_AXES`). Rows: the leaky
+    slope a, 0 (ReLU) at the top to 1 (linear) at the bottom; columns: the noise axis,
+    MORE noise to the LEFT (as the paper). Each cell shows the seed-mean min-max
+    normalised load curve (`curve`, of the result's `measure`) from the input (top left)
+    to the last hidden layer (bottom right), over a grey background of the seed-mean test
+    accuracy (black: the panel's lowest, white: its highest, on its colour bar); the
+    straight diagonal of a cell is the linear load curve. In each row the cell of the
+    highest accuracy is marked with a blue dot and the most linear cell (smallest seed-mean
+    |curvature|) is outlined in blue.
+    """
+    plt = _pyplot()
+    from matplotlib import cm, colors
+    from matplotlib.patches import Rectangle
+
+    from .nets import NOISE_AXES
+
+    names = list(panels)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 4.2), squeeze=False)
+    for ax, title in zip(axes[0], names):
+        ds = panels[title]
+        dims = [d for d in ds["curve"].dims if d not in ("seed", "epoch", "layer")]
+        noise = [d for d in dims if d in NOISE_AXES]
+        if "negative_slope" not in dims or len(noise) != 1 or len(dims) != 2:
+            raise ValueError(f"panel {title!r}: needs the axes negative_slope and one noise axis; has {dims}")
+        axis = noise[0]
+        ep = ds["epoch"].values[-1] if epoch is None else epoch
+        sel = ds.sel(epoch=ep)
+        values = np.asarray(ds[axis], float)
+        order = np.argsort(-NOISE_AXES[axis][0] * values, kind="stable")  # most noise first
+        curve = np.asarray(sel["curve"].mean("seed").transpose("negative_slope", axis, "layer"))[:, order]
+        acc = np.asarray(sel["test_acc"].mean("seed").transpose("negative_slope", axis))[:, order]
+        c = np.asarray(sel["curvature"].mean("seed").transpose("negative_slope", axis))[:, order]
+        lo, hi = np.nanmin(curve, -1, keepdims=True), np.nanmax(curve, -1, keepdims=True)
+        curve = (curve - lo) / np.where(hi > lo, hi - lo, np.nan)
+        ny, nx, L = curve.shape
+        finite = acc[np.isfinite(acc)]
+        norm = colors.Normalize(vmin=float(finite.min()) if finite.size else 0.0,
+                                vmax=float(finite.max()) + 1e-9 if finite.size else 1.0)
+        ax.imshow(acc, cmap="gray", norm=norm, extent=(0, nx, ny, 0), aspect="auto", interpolation="nearest")
+        t = np.linspace(0.1, 0.9, L)
+        for i in range(ny):
+            for j in range(nx):
+                ax.plot(j + t, i + 0.1 + 0.8 * (1 - curve[i, j]), color="red", lw=1.4, solid_capstyle="round")
+            if np.isfinite(acc[i]).any():
+                b = int(np.nanargmax(acc[i]))
+                ax.plot(b + 0.12, i + 0.85, "o", color="tab:blue", ms=3.5)
+            if np.isfinite(c[i]).any():
+                m = int(np.nanargmin(np.abs(c[i])))
+                ax.add_patch(Rectangle((m + 0.03, i + 0.03), 0.94, 0.94, fill=False, ec="tab:blue", lw=1.2))
+        for k in range(1, nx):
+            ax.axvline(k, color="0.5", lw=0.5)
+        for k in range(1, ny):
+            ax.axhline(k, color="0.5", lw=0.5)
+        ax.set_xlim(0, nx)
+        ax.set_ylim(ny, 0)
+        ax.set_xticks(np.arange(nx) + 0.5, [f"{v:.2g}" for v in values[order]], fontsize=7, rotation=45)
+        slopes = np.asarray(ds["negative_slope"], float)
+        ax.set_yticks(np.arange(ny) + 0.5, [f"{v:.2g}" for v in slopes], fontsize=7)
+        ax.set_xlabel(f"{PANEL_TITLES.get(axis, axis)} (more noise to the left)", fontsize=9)
+        ax.set_ylabel("leaky slope a (0: ReLU, 1: linear)", fontsize=9)
+        ax.set_title(f"{title}: {ds.attrs.get('dataset', '')}, {ds.sizes['seed']} seeds, epoch {ep}", fontsize=9)
+        fig.colorbar(cm.ScalarMappable(norm=norm, cmap="gray"), ax=ax, orientation="horizontal",
+                     fraction=0.05, pad=0.2, label="test accuracy")
+    measure = panels[names[0]].attrs.get("measure", "")
+    fig.suptitle(f"min-max normalised load curves of {measure.replace('_', ' ')}; dot: most accurate "
+                 "cell of a row, box: most linear cell", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
 def _r2(pred, data) -> float:
     """R^2 of pred against data (each coordinate's own mean) on the finite entries."""
     ok = np.isfinite(data)

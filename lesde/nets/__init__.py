@@ -10,6 +10,7 @@ from ._data import (
     from_arrays as from_arrays,
     geomnist as geomnist,
     GEOMNIST_CLASSES as GEOMNIST_CLASSES,
+    mnist1d as mnist1d,
     split_per_class as split_per_class,
 )
 from ._networks import (
@@ -21,8 +22,10 @@ from ._networks import (
     MLP as MLP,
     NETWORKS as NETWORKS,
 )
+from ._phase import NOISE_AXES as NOISE_AXES, read_phase_diagram as read_phase_diagram
 from ._train import (
     log_spaced_steps as log_spaced_steps,
+    MEASURES as MEASURES,
     train_separation as train_separation,
     train_sgd as train_sgd,
 )

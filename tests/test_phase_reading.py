@@ -1,0 +1,104 @@
+"""`read_phase_diagram` on synthetic phase diagrams whose boundary and accuracy are known
+exactly, and `plot_noise_nonlinearity` on them."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lesde.nets import NOISE_AXES, read_phase_diagram
+
+SLOPES = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def synthetic(axis="data_noise", values=None, seeds=4, jitter=0.0, seed=0):
+    """Curvature c = position - (0.73 - 0.5 a) (concave below the diagonal boundary
+    0.73 - 0.5 a, convex above; position: the noise, or -log10 of a batch size mapped to
+    the same range), accuracy 0.9 - |c|; seed noise of std `jitter` on both."""
+    if values is None:
+        values = np.linspace(0.0, 0.8, 9)
+    values = np.asarray(values, float)
+    direction, log = NOISE_AXES[axis]
+    pos = np.log10(values) if log else values
+    noise = (pos - pos.min()) / np.ptp(pos) * 0.8 if direction > 0 else (pos.max() - pos) / np.ptp(pos) * 0.8
+    rng = np.random.default_rng(seed)
+    c = noise[None, :, None] - (0.73 - 0.5 * SLOPES)[:, None, None] + jitter * rng.normal(size=(6, values.size, seeds))
+    acc = 0.9 - np.abs(c) + jitter * rng.normal(size=c.shape)
+    dims = ("negative_slope", axis, "seed", "epoch")
+    layer = np.linspace(1, 0, 4)
+    return xr.Dataset(
+        {"curvature": (dims, c[..., None]), "test_acc": (dims, acc[..., None]),
+         "curve": (dims + ("layer",), np.broadcast_to(layer, c[..., None].shape + (4,)).copy())},
+        coords={"negative_slope": SLOPES, axis: values, "seed": np.arange(seeds), "epoch": [10], "layer": np.arange(4)},
+        attrs={"dataset": "synthetic", "measure": "log_trace_ratio"},
+    )
+
+
+def test_noiseless_diagonal_boundary_is_read_exactly():
+    r = read_phase_diagram(synthetic(), resamples=50)
+    want = 0.73 - 0.5 * SLOPES
+    np.testing.assert_allclose(r["crossing"], want, atol=1e-6)  # rounded to 6 decimals
+    assert r["boundary_rank_correlation"]["value"] == pytest.approx(-1.0)
+    # accuracy = 0.9 - |c|: perfectly anti-ranked with |c| in every row, best cell = most linear
+    assert r["mean_rank_correlation"]["value"] == pytest.approx(-1.0, abs=1e-2)  # |c| ties in float
+    assert r["mean_abs_offset"]["value"] == 0.0
+    assert all(v == 0 for v in r["best_minus_linear"])
+    c = np.asarray(r["curvature"])
+    assert r["convex_fraction"]["value"] == pytest.approx(np.mean(c > 0))
+    assert r["positions"] == sorted(r["positions"]) and r["position_scale"] == "linear"
+
+
+def test_batch_size_axis_is_read_with_small_batches_as_more_noise():
+    sizes = [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560]
+    r = read_phase_diagram(synthetic("batch_size", sizes), resamples=50)
+    assert r["positions"] == sorted(sizes, reverse=True) and r["position_scale"] == "log10"
+    # positions are log10(batch size), decreasing with noise; the crossing is where
+    # the synthetic noise 0.8 (log10 2560 - p) / log10(512) equals 0.73 - 0.5 a
+    want = np.log10(2560) - (0.73 - 0.5 * SLOPES) / 0.8 * np.log10(512)
+    finite = [float(v) for v in r["crossing"]]
+    np.testing.assert_allclose(finite, want, atol=1e-6)
+    assert r["boundary_rank_correlation"]["value"] == pytest.approx(1.0)  # log size grows with a
+
+
+def test_seed_noise_gives_intervals_that_contain_the_truth():
+    r = read_phase_diagram(synthetic(jitter=0.05, seeds=10, seed=3), resamples=300, seed=1)
+    for name in ("mean_rank_correlation", "boundary_rank_correlation"):
+        e = r[name]
+        assert e["low"] <= e["value"] <= e["high"]
+        assert e["value"] < -0.8
+    assert r["mean_abs_offset"]["low"] <= r["mean_abs_offset"]["value"] <= r["mean_abs_offset"]["high"]
+
+
+def test_rows_without_a_crossing_are_marked_infinite():
+    ds = synthetic()
+    ds["curvature"][:] = ds["curvature"] - 5.0  # concave everywhere
+    r = read_phase_diagram(ds, resamples=20)
+    assert r["crossing"] == ["+inf"] * 6
+    assert r["boundary_rank_correlation"]["value"] is None
+    ds["curvature"][:] = ds["curvature"] + 10.0  # convex everywhere
+    assert read_phase_diagram(ds, resamples=20)["crossing"] == ["-inf"] * 6
+
+
+def test_a_result_that_is_not_a_two_axis_phase_diagram_is_refused():
+    ds = synthetic()
+    with pytest.raises(ValueError, match="exactly two swept axes"):
+        read_phase_diagram(ds.isel(data_noise=0, drop=True))
+    with pytest.raises(ValueError, match="confidence"):
+        read_phase_diagram(ds, confidence=1.5)
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_noise_nonlinearity_figure(tmp_path, fmt):
+    from lesde.plot import close, plot_noise_nonlinearity
+
+    panels = {"(a)": synthetic(), "(b)": synthetic("batch_size", [10, 40, 160, 640])}
+    path = tmp_path / f"phase.{fmt}"
+    fig = plot_noise_nonlinearity(panels, path)
+    assert path.stat().st_size > 1000
+    ax = fig.axes[0]
+    # columns with more noise first (left), as the paper
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "0.8" and labels[-1] == "0"
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()][0] == "10"
+    close(fig)
+    with pytest.raises(ValueError, match="negative_slope and one noise axis"):
+        plot_noise_nonlinearity({"x": synthetic().isel(negative_slope=0, drop=True)})
