@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from lesde.nets import corrupt_labels, Dataset, digits, from_arrays, geomnist, split_per_class
+from lesde.nets import corrupt_labels, Dataset, digits, from_arrays, geomnist, mnist1d, split_per_class
 
 
 def half_up(v):
@@ -62,6 +62,43 @@ def test_digits_seed_changes_the_split_only():
     np.testing.assert_array_equal(a.class_counts("val"), b.class_counts("val"))
     np.testing.assert_array_equal(sorted_rows(all_samples(a)[0]), sorted_rows(all_samples(b)[0]))
     assert not np.array_equal(sorted_rows(np.asarray(a.x_val)), sorted_rows(np.asarray(b.x_val)))
+
+
+def test_digits_upsampled_keeps_the_corners_and_the_split():
+    """size=10: bilinear upsampling with the corner pixels kept, the same split."""
+    small, big = digits(seed=2), digits(seed=2, size=10)
+    assert big.input_shape == (1, 10, 10) and big.num_train == small.num_train
+    np.testing.assert_array_equal(np.asarray(big.y_train), np.asarray(small.y_train))
+    a, b = np.asarray(small.x_train), np.asarray(big.x_train)
+    for i, j in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        np.testing.assert_allclose(b[:, 0, i, j], a[:, 0, i, j], atol=1e-6)
+    assert b.min() >= 0 and b.max() <= 1
+    for bad in (7, 9.5, True):
+        with pytest.raises(ValueError, match="size"):
+            digits(size=bad)
+
+
+def test_mnist1d_balanced_deterministic_and_leaves_the_global_random_state():
+    import random
+
+    np.random.seed(123)
+    random.seed(123)
+    before = np.random.get_state()[1].copy(), random.getstate()
+    ds = mnist1d(30, val_fraction=0.5, seed=1)
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+    assert ds.name == "mnist1d" and ds.num_classes == 10 and ds.input_shape == (40,)
+    np.testing.assert_array_equal(ds.class_counts("train"), [15] * 10)
+    np.testing.assert_array_equal(ds.class_counts("val"), [15] * 10)
+    x = np.concatenate([np.asarray(ds.x_train), np.asarray(ds.x_val)])
+    assert abs(x.mean()) < 1e-5 and abs(x.std() - 1) < 1e-3  # standardised over the set
+    again = mnist1d(30, val_fraction=0.5, seed=1)
+    np.testing.assert_array_equal(np.asarray(again.x_train), np.asarray(ds.x_train))
+    other = mnist1d(30, val_fraction=0.5, seed=2)  # another split of the same signals
+    a = np.sort(np.asarray(ds.x_train)[:, 0])
+    assert not np.array_equal(np.sort(np.asarray(other.x_train)[:, 0]), a)
+    np.testing.assert_allclose(np.sort(x[:, 0]), np.sort(np.concatenate([np.asarray(other.x_train), np.asarray(other.x_val)])[:, 0]))
+    with pytest.raises(ValueError, match="n_per_class"):
+        mnist1d(1)
 
 
 # --- geomnist -----------------------------------------------------------------------

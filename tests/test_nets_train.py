@@ -709,3 +709,123 @@ def test_linear_network_preserves_linear_separability(getkey):
     x_mix = rng.standard_normal((60, D_IN)).astype(np.float32)
     _, _, feats = apply(net, x_mix, state, inference=True)
     assert not linearly_separable(feats[0], y, K)
+
+
+# ======================================================================================
+# 8. the spring-block authors' protocol: data noise, early stopping, measures, compiling
+
+
+def test_data_noise_redraws_exactly_floor_sB_labels_and_scales_the_input_noise():
+    """floor(s B) labels at distinct positions are redrawn (as the authors' randperm), the
+    others kept; the input noise has std s * std(batch)."""
+    from lesde.nets._train import _data_noise
+
+    b, k = 2000, 10
+    x = jr.normal(jr.key(0), (b, 5)) * 3.0
+    y = jnp.arange(b) % k
+    for s in (0.0, 0.3, 0.7):
+        count = int(np.floor(s * b + 1e-9))
+        keys = tuple(jr.split(jr.key(1), 3))
+        xn, yn = _data_noise(keys, x, y, jnp.float32(s), jnp.int32(count), k)
+        changed = np.asarray(yn != y)
+        # a redrawn label keeps its value with probability 1/K: about count (1 - 1/K) change
+        assert changed.sum() <= count
+        if count:
+            assert abs(changed.sum() - count * (1 - 1 / k)) < 4 * np.sqrt(count * 0.09) + 1
+        std = float(np.std(np.asarray(xn - x)))
+        np.testing.assert_allclose(std, s * float(np.std(np.asarray(x), ddof=1)), rtol=0.05, atol=1e-7)
+    # exactly `count` positions are chosen: with K = 1 << labels never collide... use a
+    # label outside the redraw range to count the chosen positions exactly
+    y_out = jnp.full(b, k)  # label k is never drawn by randint(0, k)
+    _, yn = _data_noise(tuple(jr.split(jr.key(2), 3)), x, y_out, jnp.float32(0.3), jnp.int32(600), k)
+    assert int(np.sum(np.asarray(yn) != k)) == 600
+
+
+def test_bnmlp_without_dropout_layers_equals_dropout_zero():
+    key = jr.key(3)
+    x = jr.normal(jr.key(4), (16, D_IN))
+    a, sa = small_bnmlp(key, negative_slope=0.2, dropout=0.0)
+    b, sb = small_bnmlp(key, negative_slope=0.2, dropout=None)
+    la, _, fa = _apply(a, x, sa, key=jr.key(5), inference=False)
+    lb, _, fb = _apply(b, x, sb, inference=False)  # no key needed without dropout
+    np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    for fa_l, fb_l in zip(fa, fb):
+        np.testing.assert_array_equal(np.asarray(fa_l), np.asarray(fb_l))
+    a, sa = small_bnmlp(key, negative_slope=0.2, dropout=0.0)
+    with pytest.raises(ValueError, match="needs a key for dropout"):
+        _apply(a, x, sa, inference=False)
+
+
+def test_grid_with_dropout_keeps_the_q0_cells_of_a_grid_without(sep_data):
+    """Dropout layers are built only when some member has q > 0; a q = 0 member trains
+    the same either way (same data order and noise streams)."""
+    kw = dict(SEP, negative_slope=0.3, learning_rate=1e-2, data_noise=0.2)
+    plain = train_separation(sep_data, dropout=0.0, **kw)
+    mixed = train_separation(sep_data, dropout=[0.0, 0.2], **kw)
+    np.testing.assert_allclose(mixed.D.sel(dropout=0.0).values, plain.D.values, rtol=1e-5)
+    assert np.all(np.abs(mixed.D.sel(dropout=0.2).values[:, 1] - plain.D.values[:, 1]) > 0)
+
+
+def test_early_stopping_freezes_a_member_after_the_epoch_that_met_the_criterion(sep_data):
+    """stop_loss above every loss: each member trains exactly one epoch, and its measures
+    at the last epoch equal those of a one-epoch run."""
+    kw = dict(SEP, negative_slope=SLOPES, learning_rate=1e-2)
+    kw["epochs"] = 4
+    stopped = train_separation(sep_data, stop_loss=100.0, eval_epochs=[0, 1, 4], **kw)
+    assert np.all(stopped.stop_epoch.values == 1)
+    kw["epochs"] = 1
+    one = train_separation(sep_data, stop_loss=None, **kw)
+    np.testing.assert_array_equal(stopped.D.sel(epoch=4).values, one.D.sel(epoch=1).values)
+    np.testing.assert_array_equal(stopped.test_acc.sel(epoch=4).values, one.test_acc.sel(epoch=1).values)
+    # never stopping: every member trains all epochs
+    kw["epochs"] = 3
+    full = train_separation(sep_data, stop_loss=None, **kw)
+    assert np.all(full.stop_epoch.values == 3) and np.isnan(full.attrs["stop_loss"])
+
+
+@pytest.mark.parametrize("measure", ["log_trace_ratio", "trace_ratio", "log_fuzziness", "fuzziness"])
+def test_load_curve_statistics_follow_the_chosen_measure(sep_grid, sep_data, measure):
+    from lesde.metrics import load_curve, separation_gains
+    from lesde.nets import MEASURES
+
+    ds = sep_grid if measure == "log_trace_ratio" else train_separation(
+        sep_data, negative_slope=SLOPES, learning_rate=RATES, measure=measure, **SEP
+    )
+    assert ds.attrs["measure"] == measure
+    variable, log = MEASURES[measure]
+    m = ds[variable].values.astype(np.float64)
+    m = np.log(m) if log else m
+    curve = load_curve(separation_gains(m))
+    np.testing.assert_allclose(ds.curvature.values, np.asarray(curve.curvature), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ds.nonuniformity.values, np.asarray(curve.nonuniformity), rtol=1e-4, atol=1e-5)
+    lo, hi = m.min(-1, keepdims=True), m.max(-1, keepdims=True)
+    np.testing.assert_allclose(ds.curve.values, (m - lo) / (hi - lo), atol=2e-4)
+    assert np.nanmin(ds.curve.values) == 0.0 and np.nanmax(ds.curve.values) == pytest.approx(1.0)
+
+
+def test_unknown_measure_and_bad_stop_loss_are_refused(sep_data):
+    with pytest.raises(ValueError, match="measure must be one of"):
+        train_separation(sep_data, seeds=1, epochs=1, width=4, depth=2, measure="D")
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="stop_loss"):
+            train_separation(sep_data, seeds=1, epochs=1, width=4, depth=2, stop_loss=bad)
+
+
+def test_training_compiles_once_per_shape_not_per_chunk_or_run(sep_data, monkeypatch):
+    """`_adam_epoch` and `_measure_members` are traced once per shape: more chunks of the
+    same size trace nothing more, and a second run with other hyperparameter values (same
+    shapes) traces nothing at all."""
+    from lesde.nets import _train
+
+    traces = []
+    real = _train.apply
+    monkeypatch.setattr(_train, "apply", lambda *a, **k: (traces.append(1), real(*a, **k))[1])
+    kw = dict(seeds=1, epochs=2, width=5, depth=3, seed=1, chunk_size=2)
+    train_separation(sep_data, negative_slope=[0.0, 0.5], learning_rate=[1e-3, 1e-2], **kw)  # 2 chunks
+    two_chunks = len(traces)
+    traces.clear()
+    train_separation(sep_data, negative_slope=[0.1, 0.2, 0.3, 0.4, 0.6, 0.9], **kw)  # 3 chunks
+    assert len(traces) == 0
+    kw["width"] = 6
+    train_separation(sep_data, negative_slope=[0.0, 0.5], **kw)  # a new shape, 1 chunk
+    assert len(traces) == two_chunks > 0

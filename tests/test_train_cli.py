@@ -71,6 +71,17 @@ def test_trajectory_config_errors(tmp_path, change, match):
         ({"grid": {"batch_size": 1}}, "batch_size"),
         ({"train": {"epochs": 2, "eval_epochs": [5]}}, "eval_epochs"),
         ({"unknown": 1}, "unknown key"),
+        ({"train": {"measure": "D"}}, "train.measure"),
+        ({"train": {"stop_loss": 0}}, "train.stop_loss"),
+        ({"data": {"name": "geomnist", "size": 10}}, "size applies to digits only"),
+        ({"data": {"name": "digits", "size": 10.0}}, "data.size"),
+        ({"data": {"name": "digits", "size": 6}}, "data.size"),
+        ({"panels": {"Data noise": {"data_noise": [0.1]}}}, "lower-case letters"),
+        ({"panels": {}}, "panels"),
+        ({"panels": {"a": {"dropout": [1.0]}}}, "panels.a.dropout"),
+        ({"panels": {"a": {"epochs": 0}}}, "panels.a.epochs"),
+        ({"panels": {"a": {"seeds": 3}}}, "panels.a.seeds"),
+        ({"panels": {"a": {"epochs": 1}}, "train": {"epochs": 2, "eval_epochs": [0, 2]}}, "panel a trains 1"),
     ],
 )
 def test_separation_config_errors(tmp_path, change, match):
@@ -79,13 +90,53 @@ def test_separation_config_errors(tmp_path, change, match):
         load_train_config(_write(tmp_path, config))
 
 
+PANELS = {
+    **SEP,
+    "grid": {"negative_slope": [0.0, 1.0]},
+    "panels": {"data_noise": {"data_noise": [0.0, 0.5]}, "batch_size": {"batch_size": [7, 21], "epochs": 1}},
+}
+
+
+def test_separation_panels_end_to_end_resume_and_stale_panels(tmp_path, capsys):
+    """Each panel is trained and written on its own (separation_<panel>.nc, CF), the
+    summary holds each panel's cells and phase-diagram reading, the figure has a panel
+    each; a rerun keeps both files; a panel dropped from the config loses its file."""
+    import xarray as xr
+
+    out = tmp_path / "out"
+    cfg = _write(tmp_path, PANELS)
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"separation_data_noise.nc", "separation_batch_size.nc", "phase_diagram.png", "summary.json"} <= names
+    assert "separation.nc" not in names and "load_curves.png" not in names
+    for name, axis, epochs in (("data_noise", "data_noise", 2), ("batch_size", "batch_size", 1)):
+        assert_cf(out / f"separation_{name}.nc")
+        with xr.open_dataset(out / f"separation_{name}.nc") as ds:
+            assert set(ds["curve"].dims) == {"negative_slope", axis, "seed", "epoch", "layer"}
+            assert int(ds["epoch"][-1]) == epochs and ds.attrs["measure"] == "log_trace_ratio"
+            assert np.all(ds["stop_epoch"].values == epochs)
+    summary = json.loads((out / "summary.json").read_text())["results"]["panels"]
+    assert set(summary) == {"data_noise", "batch_size"}
+    for name, panel in summary.items():
+        assert len(panel["cells"]) == 4 and panel["reading"]["axis"] == name
+        assert set(panel["reading"]["mean_rank_correlation"]) == {"value", "low", "high"}
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("kept (same configuration)") == 2
+    fewer = {**PANELS, "panels": {"data_noise": PANELS["panels"]["data_noise"]}}
+    assert main(["train", str(_write(tmp_path, fewer, "d.yaml")), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "removed separation_batch_size.nc" in text and "kept (same configuration)" in text
+    assert not (out / "separation_batch_size.nc").exists()
+
+
 def test_digits_refuses_n_per_class(tmp_path, capsys):
     config = {**SEP, "data": {"name": "digits", "n_per_class": 5}}
     assert main(["train", str(_write(tmp_path, config)), "--out", str(tmp_path / "o")]) == 2
-    assert "n_per_class applies to geomnist only" in capsys.readouterr().err
+    assert "n_per_class applies to geomnist and mnist1d only" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("train_*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in [*CONFIGS.glob("train_*.yaml"), *CONFIGS.glob("separation_*.yaml")]))
 def test_shipped_train_configs_parse(name):
     config = load_train_config(CONFIGS / name)
     assert config.experiment in ("trajectories", "separation")

@@ -15,7 +15,9 @@ from ..io import (
 from ..io._results import COMPLETE_MARKER, write_json
 from ..metrics import SHAPES
 from ..nets import corrupt_labels, log_spaced_steps, train_separation, train_sgd
-from ..plot import close, plot_logit_trajectories, plot_separation_grid, plot_validation
+from ..plot import (
+    close, plot_logit_trajectories, plot_noise_nonlinearity, plot_separation_grid, plot_validation,
+)
 from ..solve import fingerprint_of
 from ._cf import describe
 from ._report import checked, REFUSED
@@ -109,20 +111,29 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
         return REFUSED
     config, out = ready
     with output_lock(out, "lesde train"):
-        stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "separation.nc"]
+        stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "phase_diagram.png"]
         if isinstance(config, TrajectoriesConfig):  # logs of fractions this run does not train
             wanted = {_log_name(p) for p in config.corruption}
             stale += sorted(f.name for f in out.glob("log_p*.nc") if f.name not in wanted)
-        removed = [n for n in remove_stale(out, stale) if n.startswith("log_p")]
+        else:  # results of panels (or of a single grid) this configuration does not train
+            wanted = {_panel_file(name) for name in config.grids()}
+            stale += sorted(f.name for f in out.glob("separation*.nc") if f.name not in wanted)
+        removed = [n for n in remove_stale(out, stale) if n.endswith(".nc")]
         if removed:
-            print(f"removed {', '.join(removed)}: from an earlier run, for fractions this "
+            what = "fractions" if isinstance(config, TrajectoriesConfig) else "grids"
+            print(f"removed {', '.join(removed)}: from an earlier run, for {what} this "
                   "configuration does not train")
         try:
             return _train_into(config, source, out, progress)
         except KeyboardInterrupt:
-            kept = ("the logs of the finished fractions are kept; run the same command again "
-                    "to resume at the next fraction" if isinstance(config, TrajectoriesConfig)
-                    else "nothing was written (the grid is trained as one computation)")
+            if isinstance(config, TrajectoriesConfig):
+                kept = ("the logs of the finished fractions are kept; run the same command "
+                        "again to resume at the next fraction")
+            elif config.panels:
+                kept = ("the results of the finished panels are kept; run the same command "
+                        "again to resume at the next panel")
+            else:
+                kept = "nothing was written (the grid is trained as one computation)"
             print(f"lesde train: interrupted; {kept}", file=sys.stderr)
             return INTERRUPTED
 
@@ -154,12 +165,18 @@ def _train_into(config, source, out: Path, progress: bool) -> int:
         written = [_log_name(p) for p in logs] + written
     else:
         results = run_separation(config, out, progress=progress)
-        written.append("separation.nc")
-        ds = results.pop("_dataset")
-        dims = [d for d in ds["D"].dims if d not in ("seed", "epoch", "layer")]
-        if len(dims) >= 2:
-            close(plot_separation_grid(ds, path=out / "load_curves.png"))
-            written.append("load_curves.png")
+        datasets = results.pop("_datasets")
+        written += [_panel_file(name) for name in datasets]
+        if config.panels:
+            panels = {name: ds for name, ds in datasets.items()}
+            close(plot_noise_nonlinearity(panels, path=out / "phase_diagram.png"))
+            written.append("phase_diagram.png")
+        else:
+            ds = datasets[None]
+            dims = [d for d in ds["D"].dims if d not in ("seed", "epoch", "layer")]
+            if len(dims) >= 2:
+                close(plot_separation_grid(ds, path=out / "load_curves.png"))
+                written.append("load_curves.png")
     elapsed = time.perf_counter() - start
     summary = {
         "experiment": config.experiment,
@@ -172,21 +189,66 @@ def _train_into(config, source, out: Path, progress: bool) -> int:
     return 0
 
 
+def _panel_file(name: str | None) -> str:
+    """The result file of a separation panel (of the single grid: separation.nc)."""
+    return "separation.nc" if name is None else f"separation_{name}.nc"
+
+
 def run_separation(config, out: Path, progress: bool = True) -> dict:
-    """Experiment 2 of a `SeparationConfig`: trains the grid, writes out/separation.nc and
-    returns a summary (seed means per cell at the last epoch) with the dataset under
-    '_dataset'."""
+    """Experiment 2 of a `SeparationConfig`: trains the grid (or each panel in turn),
+    writes out/separation.nc (out/separation_<panel>.nc) as soon as each is trained and
+    returns a summary per panel: the seed means per cell at the last epoch and, for a
+    grid of the leaky slope against one noise axis, `lesde.nets.read_phase_diagram`'s
+    reading, with the datasets under '_datasets'. A panel file already there from the
+    same configuration is kept (an interrupted run resumes at the next panel)."""
+    from ..io import open_result
+
     data = config.data.build()
-    g, t = config.grid, config.train
-    ds = train_separation(
-        data, seeds=t.seeds, epochs=t.epochs, learning_rate=g.learning_rate,
-        negative_slope=g.negative_slope, dropout=g.dropout, data_noise=g.data_noise,
-        batch_size=g.batch_size, width=config.network.width, depth=config.network.depth,
-        eval_epochs=t.eval_epochs, seed=t.seed, chunk_size=t.chunk_size, progress=progress,
-    )
-    ds.attrs.update(config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions())
-    ds = describe(ds)
-    write_netcdf(out / "separation.nc", ds, title="lesde train: the law of data separation over a grid of nonlinearity and noise")
+    t = config.train
+    results, datasets = {}, {}
+    base = config.model_dump(mode="json", include={"data", "network", "train"})
+    for name, (g, epochs) in config.grids().items():
+        path = out / _panel_file(name)
+        # what this grid's result depends on: not the other panels
+        stamp = fingerprint_of({**base, "grid": g.model_dump(mode="json"), "epochs": epochs,
+                                "precision": versions()["precision"]})
+        ds = None
+        if path.is_file():
+            try:
+                old = open_result(path)
+            except Exception:  # noqa: BLE001 - a damaged file is retrained
+                old = None
+            if old is not None and old.attrs.get("config_fingerprint") == stamp:
+                print(f"{path.name}: kept (same configuration)")
+                ds = old.load()
+        if ds is None:
+            label = "" if name is None else f"panel {name}: "
+            print(f"{label}{g.num_cells()} cells x {t.seeds} seeds, {epochs} epochs")
+            ds = train_separation(
+                data, seeds=t.seeds, epochs=epochs, learning_rate=g.learning_rate,
+                negative_slope=g.negative_slope, dropout=g.dropout, data_noise=g.data_noise,
+                batch_size=g.batch_size, width=config.network.width, depth=config.network.depth,
+                eval_epochs=t.eval_epochs, measure=t.measure, stop_loss=t.stop_loss, seed=t.seed,
+                chunk_size=t.chunk_size, progress=progress,
+            )
+            ds.attrs.update(
+                config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                config_fingerprint=stamp, panel=name or "", **versions(),
+            )
+            ds = describe(ds)
+            title = "lesde train: the law of data separation over a grid of nonlinearity and noise"
+            write_netcdf(path, ds, title=title if name is None else f"{title} (panel {name})")
+        datasets[name] = ds
+        results[name or "grid"] = _separation_summary(ds)
+    summary = {"panels": results} if config.panels else results["grid"]
+    return {**summary, "_datasets": datasets}
+
+
+def _separation_summary(ds) -> dict:
+    """Seed means per cell at the last epoch, and the phase-diagram reading when the
+    grid is the leaky slope against one noise axis."""
+    from ..nets import NOISE_AXES, read_phase_diagram
+
     last = ds.isel(epoch=-1).mean("seed")
     cells = []
     dims = [d for d in last["test_acc"].dims]
@@ -197,10 +259,19 @@ def run_separation(config, out: Path, progress: bool = True) -> dict:
         cell.update(
             test_acc=float(c["test_acc"]), curvature=float(c["curvature"]),
             nonuniformity=float(c["nonuniformity"]), correlation=float(c["correlation"]),
-            shape=SHAPES[int(np.sign(np.round(float(c["shape"]))))],
+            stop_epoch=float(c["stop_epoch"]),
+            shape=SHAPES.get(int(np.sign(np.round(float(c["shape"])))), "undefined")
+            if np.isfinite(float(c["shape"])) else "undefined",
         )
         cells.append(cell)
     print(f"{len(cells)} cells; test accuracy {min(c['test_acc'] for c in cells):.3f} .. "
           f"{max(c['test_acc'] for c in cells):.3f}")
-    return {"cells": cells, "_dataset": ds}
-
+    out = {"cells": cells}
+    swept = set(dims)
+    if "negative_slope" in swept and len(swept) == 2 and len(swept & set(NOISE_AXES)) == 1:
+        reading = read_phase_diagram(ds)
+        out["reading"] = reading
+        print(f"  {reading['axis']}: convex cells {reading['convex_fraction']['value']}, "
+              f"boundary vs slope rank correlation {reading['boundary_rank_correlation']['value']}, "
+              f"rank correlation of |curvature| with accuracy {reading['mean_rank_correlation']['value']}")
+    return out

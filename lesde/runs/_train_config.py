@@ -23,8 +23,8 @@ from pydantic import BeforeValidator, Discriminator, Field, model_validator
 
 from ._config import _Strict, check_memory, Count, Seed
 
-_CLASSES = {"digits": 10, "geomnist": 3}
-_INPUTS = {"digits": 8 * 8, "geomnist": 32 * 32}
+_CLASSES = {"digits": 10, "geomnist": 3, "mnist1d": 10}
+_INPUTS = {"digits": 8 * 8, "geomnist": 32 * 32, "mnist1d": 40}
 
 
 def _fraction(v: Any) -> Any:
@@ -43,13 +43,23 @@ Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
 class DataSpec(_Strict):
-    """The data set: scikit-learn's `digits` or the synthetic `geomnist` (its
-    `n_per_class` images per class), split per class into training and validation."""
+    """The data set: scikit-learn's `digits` (`size` x `size` images, upsampled from
+    8 x 8 when size > 8), the synthetic `geomnist` or `mnist1d` (their `n_per_class`
+    samples per class), split per class into training and validation."""
 
-    name: Literal["digits", "geomnist"] = "geomnist"
+    name: Literal["digits", "geomnist", "mnist1d"] = "geomnist"
     n_per_class: Count(2) = 200
+    size: Annotated[int, Field(ge=8, le=64, strict=True)] = 8
     val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _applies(self):
+        if self.name == "digits" and "n_per_class" in self.model_fields_set:
+            raise ValueError("data.n_per_class applies to geomnist and mnist1d only (digits has a fixed size)")
+        if self.name != "digits" and "size" in self.model_fields_set:
+            raise ValueError(f"data.size applies to digits only, not {self.name}")
+        return self
 
     @model_validator(mode="after")
     def _memory(self):
@@ -67,22 +77,27 @@ class DataSpec(_Strict):
     @property
     def num_train(self) -> int:
         """About the number of training samples."""
-        total = 1797 if self.name == "digits" else 3 * self.n_per_class
+        total = 1797 if self.name == "digits" else self.num_classes * self.n_per_class
         return max(1, math.floor(total * (1 - self.val_fraction)))
+
+    @property
+    def num_inputs(self) -> int:
+        """Values per sample."""
+        return self.size**2 if self.name == "digits" else _INPUTS[self.name]
 
     def parameters(self, width: int, depth: int) -> int:
         """Weights and biases of a dense network of `depth` linear layers of `width` on
         this data set's inputs."""
-        sizes = [_INPUTS[self.name]] + [width] * (depth - 1) + [self.num_classes]
+        sizes = [self.num_inputs] + [width] * (depth - 1) + [self.num_classes]
         return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
     def build(self):
-        from ..nets import digits, geomnist
+        from ..nets import digits, geomnist, mnist1d
 
         if self.name == "digits":
-            if "n_per_class" in self.model_fields_set:
-                raise ValueError("data.n_per_class applies to geomnist only (digits has a fixed size)")
-            return digits(val_fraction=self.val_fraction, seed=self.seed)
+            return digits(val_fraction=self.val_fraction, seed=self.seed, size=self.size)
+        if self.name == "mnist1d":
+            return mnist1d(self.n_per_class, val_fraction=self.val_fraction, seed=self.seed)
         return geomnist(self.n_per_class, val_fraction=self.val_fraction, seed=self.seed)
 
 
@@ -209,13 +224,25 @@ class GridSpec(_Strict):
         return math.prod(len(a) if isinstance(a, list) else 1 for a in axes)
 
 
+class PanelSpec(GridSpec):
+    """One panel of a phase diagram: the entries of `grid` it changes, and optionally its
+    own number of `epochs` (the authors train the learning-rate panel for 200)."""
+
+    epochs: Count(1) | None = None
+
+
 class SeparationTrainSpec(_Strict):
     """Adam training of the separation experiment: `seeds` per cell, `epochs`, the epochs
-    at which D_l is measured (default 0 and the last), members trained at once."""
+    at which D_l is measured (default 0 and the last), the separation `measure` of the
+    load curve (see `lesde.nets.MEASURES`; the authors plot log_trace_ratio), early
+    stopping at a mean epoch loss below `stop_loss` (null: never), members trained at
+    once."""
 
     seeds: Count(1) = 10
     epochs: Count(1) = 100
     eval_epochs: list[Count(0)] | None = None
+    measure: Literal["log_trace_ratio", "trace_ratio", "log_fuzziness", "fuzziness"] = "log_trace_ratio"
+    stop_loss: Positive | None = 1e-4
     chunk_size: Count(1) | None = None
     seed: Seed = 0
 
@@ -233,15 +260,43 @@ class MLPSpec(_Strict):
     depth: Count(2) = 8
 
 
+_PANEL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 class SeparationConfig(_Strict):
     """`lesde train` experiment 2: layer-wise data separation over a noise x
-    nonlinearity grid."""
+    nonlinearity grid, or over several grids: `panels` (name -> the entries of `grid` it
+    changes, and its epochs), each trained as its own computation and written to its own
+    file, drawn side by side as the panels of one phase diagram."""
 
     experiment: Literal["separation"]
     data: DataSpec = DataSpec(name="digits")
     network: MLPSpec = MLPSpec()
     grid: GridSpec = GridSpec()
+    panels: Annotated[dict[str, PanelSpec], Field(min_length=1)] | None = None
     train: SeparationTrainSpec = SeparationTrainSpec()
+
+    @model_validator(mode="after")
+    def _panel_names(self):
+        for name in self.panels or {}:
+            if not _PANEL_NAME.fullmatch(name):
+                raise ValueError(
+                    f"panels: a name must be lower-case letters, digits and _ starting with a "
+                    f"letter (it names a file); got {name!r}"
+                )
+        return self
+
+    def grids(self) -> dict[str | None, tuple[GridSpec, int]]:
+        """{panel name: (its grid, its epochs)}; {None: (grid, epochs)} without panels."""
+        if not self.panels:
+            return {None: (self.grid, self.train.epochs)}
+        out = {}
+        for name, panel in self.panels.items():
+            changed = panel.model_dump(exclude_unset=True)
+            epochs = changed.pop("epochs", None) or self.train.epochs
+            grid = GridSpec.model_validate({**self.grid.model_dump(), **changed})
+            out[name] = (grid, epochs)
+        return out
 
     @model_validator(mode="after")
     def _memory(self):
@@ -249,15 +304,19 @@ class SeparationConfig(_Strict):
         results (members x eval epochs x layers) that need more memory than the machine
         has (4 bytes a value)."""
         t, n = self.train, self.network
-        members = self.grid.num_cells() * t.seeds
-        check_memory("train", [
-            ("the parameters and Adam moments of a chunk",
-             {"members": t.chunk_size or members, "copies": 3,  # a chunk is padded
-              "parameters": self.data.parameters(n.width, n.depth)}, 4),
-            ("the results", {"cells": self.grid.num_cells(), "seeds": t.seeds,
-                             "eval epochs": len(set(t.eval_epochs or [0, t.epochs])),
-                             "layers": n.depth}, 4),
-        ])
+        for name, (grid, epochs) in self.grids().items():
+            if t.eval_epochs is not None and max(t.eval_epochs, default=0) > epochs:
+                where = "" if name is None else f" (panel {name} trains {epochs})"
+                raise ValueError(f"eval_epochs must lie in [0, epochs={epochs}]{where}; got {t.eval_epochs}")
+            members = grid.num_cells() * t.seeds
+            check_memory("train" if name is None else f"panels.{name}", [
+                ("the parameters and Adam moments of a chunk",
+                 {"members": min(t.chunk_size or members, members), "copies": 3,
+                  "parameters": self.data.parameters(n.width, n.depth)}, 4),
+                ("the results", {"cells": grid.num_cells(), "seeds": t.seeds,
+                                 "eval epochs": len(set(t.eval_epochs or [0, epochs])),
+                                 "layers": n.depth}, 4),
+            ])
         return self
 
 
