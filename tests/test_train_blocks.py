@@ -29,8 +29,7 @@ BASE = {
     "network": {"name": "mlp", "width": 12, "depth": 2},
     "corruption": [0.0],
     "corruption_seed": 3,
-    "train": {"trials": 3, "steps": 20, "learning_rate": 0.05, "eval_every": 10,
-              "snapshots": 2, "seed": 0},
+    "train": {"trials": 3, "steps": 20, "learning_rate": 0.05, "eval_every": 10, "seed": 0},
 }
 BLOCKED = {**BASE, "train": {**BASE["train"], "trials_per_block": 2}}
 PARTS = ("log_p0.0000_trials0000-0001.nc", "log_p0.0000_trials0002-0002.nc")
@@ -104,10 +103,25 @@ def test_interrupted_run_resumes_and_joins_to_the_unblocked_log_bitwise(tmp_path
     assert not (out / "parts").exists()  # joined: the parts are gone
     assert json.loads((out / "summary.json").read_text())["results"]["0.0000"]
     joined = read_log(out / "log_p0.0000.nc")
-    assert joined.sizes["trial"] == 3 and "features" in joined
-    assert joined["train_labels"].dims == ("train_sample",)
+    assert joined.sizes["trial"] == 3
     assert_same_log(joined, reference)
     assert yaml.safe_load(joined.attrs["config"])["train"]["trials_per_block"] == 2
+
+
+def test_join_takes_the_per_trial_variables_from_each_part_and_the_others_once(reference):
+    rng = np.random.default_rng(0)
+    log = reference.copy()
+    # snapshots and impact matrices, as a run with them writes (no training needed here)
+    log["features"] = (("trial", "snapshot_step", "train_sample", "class"), rng.normal(size=(3, 2, 18, 3)).astype(np.float32))
+    log["train_labels"] = ("train_sample", rng.integers(0, 3, 18).astype(np.int32))
+    log["impact"] = (("trial", "impact_step", "class_row", "class_col"), rng.normal(size=(3, 2, 3, 3)).astype(np.float32))
+    log = log.assign_coords(snapshot_step=[0, 20], impact_step=[0, 20])
+    joined = train_module._join([log.isel(trial=[0, 1]), log.isel(trial=[2])])
+    assert joined["train_labels"].dims == ("train_sample",)
+    assert_same_log(joined, log)
+    other = log.isel(trial=[2]).assign(train_labels=log["train_labels"] + 1)
+    with pytest.raises(ValueError):  # the parts of one fraction share their training labels
+        train_module._join([log.isel(trial=[0, 1]), other])
 
 
 def _part(reference, trials, **attrs):

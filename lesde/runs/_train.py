@@ -261,7 +261,9 @@ def _kept_files(config, out: Path) -> str:
     """What an interrupted trajectories run leaves for the next one: the logs of the
     finished fractions and the part files of the finished blocks of trials."""
     logs = [_log_name(p) for p in config.corruption if (out / _log_name(p)).is_file()]
-    parts = [f.name for p in config.corruption for f in _parts_of(out, p)]
+    blocks = _blocks(config.train.trials, config.block_size)
+    wanted = {_part_name(p, a, b) for p in config.corruption for a, b in blocks} if len(blocks) > 1 else set()
+    parts = [f.name for p in config.corruption for f in _parts_of(out, p) if f.name in wanted]
     said = []
     if logs:
         said.append(f"the logs of {len(logs)} of {len(config.corruption)} fractions ({', '.join(logs)})")
