@@ -112,9 +112,10 @@ def test_join_takes_the_per_trial_variables_from_each_part_and_the_others_once(r
     rng = np.random.default_rng(0)
     log = reference.copy()
     # snapshots and impact matrices, as a run with them writes (no training needed here)
-    log["features"] = (("trial", "snapshot_step", "train_sample", "class"), rng.normal(size=(3, 2, 18, 3)).astype(np.float32))
+    normal = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+    log["features"] = (("trial", "snapshot_step", "train_sample", "class"), normal(3, 2, 18, 3))
     log["train_labels"] = ("train_sample", rng.integers(0, 3, 18).astype(np.int32))
-    log["impact"] = (("trial", "impact_step", "class_row", "class_col"), rng.normal(size=(3, 2, 3, 3)).astype(np.float32))
+    log["impact"] = (("trial", "impact_step", "class_row", "class_col"), normal(3, 2, 3, 3))
     log = log.assign_coords(snapshot_step=[0, 20], impact_step=[0, 20])
     joined = train_module._join([log.isel(trial=[0, 1]), log.isel(trial=[2])])
     assert joined["train_labels"].dims == ("train_sample",)
