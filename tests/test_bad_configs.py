@@ -246,7 +246,9 @@ CATALOGUE = {
                            r"\(got inf\)"),
     "traj-log-too-big": ("traj", {T + ("trials",): 10**6, T + ("steps",): 10**6},
                          r"train: 10\^6 trials x 10\^6 steps x 6 values per step need 24 TB for "
-                         r"the log of one corruption fraction" + HAS),
+                         r"the log of one block of trials; 2 fractions x 10\^6 trials x 10\^6 "
+                         r"steps x 6 values per step need 48 TB for the logs of all corruption "
+                         r"fractions \(72\.1 TB in all\)" + HAS),
     "traj-images-too-big": ("traj", {("data", "n_per_class"): 10**9},
                             r"trajectories\.data: n_per_class: 10\^9 images per class x 3 classes x "
                             r"1024 pixels need 12\.3 TB for the images" + HAS),

@@ -5,12 +5,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 import yaml
 
 from .. import __version__
 from ..io import (
-    check_output_dir, INTERRUPTED, output_lock, read_log, remove_stale, versions, write_log,
-    write_netcdf,
+    check_output_dir, INTERRUPTED, LogError, output_lock, read_log, remove_stale, versions,
+    write_log, write_netcdf,
 )
 from ..io._results import COMPLETE_MARKER, write_json
 from ..metrics import SHAPES
@@ -24,47 +25,173 @@ from ._report import checked, REFUSED
 from ._train_config import load_train_config, TrajectoriesConfig
 
 
+PARTS = "parts"
+"""The folder, in the output folder, of the part files of blocks of trials."""
+
+
 def run_trajectories(config, out: Path, progress: bool = True) -> dict:
     """Experiment 1 of a `TrajectoriesConfig`: one trajectory log per corruption fraction,
-    written to out/log_p<p>.nc as soon as it is complete. A log already there from the
-    same configuration is kept (an interrupted run resumes at the next fraction).
-    Returns {p: log}."""
+    written to out/log_p<p>.nc as soon as it is complete.
+
+    A fraction is trained in blocks of `train.trials_per_block` trials (default: one
+    block of all trials); with several blocks each finished block is written at once to
+    out/parts/log_p<p>_trials<first>-<last>.nc, and when all blocks of the fraction are
+    there they are joined over `trial` into log_p<p>.nc and the parts removed. A log or
+    a part already there from the same configuration (the same `config_fingerprint`,
+    which leaves out the fractions and the block size) is kept, so an interrupted run
+    resumes at the first missing block; a log of another configuration is removed
+    before its fraction is trained. Trial i depends only on (seed, i), so a joined log
+    holds the trials of an unblocked run (bitwise for networks whose compiled step does
+    not depend on the number of trials trained at once, e.g. the MLP; LeNet's
+    convolutions may differ in the last bit of float32).
+
+    **Arguments:**
+    - `config`: the `TrajectoriesConfig`.
+    - `out`: the output folder (it exists and is writable).
+    - `progress`: a progress bar over the SGD steps of each block.
+
+    **Returns:** {p: log} in the order of `config.corruption`.
+    """
     data = config.data.build()
     t = config.train
-    base = config.model_dump(mode="json")
-    base.pop("corruption")
-    stamp = fingerprint_of({**base, "precision": versions()["precision"]})
+    stamp = _trajectories_fingerprint(config)
     snaps = log_spaced_steps(t.steps, t.snapshots, multiple=t.eval_every) if t.snapshots else None
     impacts = None
     if t.impact_checkpoints:
         impacts = log_spaced_steps(t.steps, t.impact_checkpoints, multiple=t.eval_every)
+    blocks = _blocks(t.trials, config.block_size)
+    attrs = dict(config_fingerprint=stamp,
+                 config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions())
     logs = {}
     for p in config.corruption:
         path = out / _log_name(p)
+        old = _matching_log(path, stamp, p)
+        if old is not None:
+            print(f"p = {p:.4f}: kept {path.name} (same configuration)")
+            logs[p] = old
+            _remove_parts(out, p)
+            continue
         if path.is_file():
-            old = read_log(path)
-            if old.attrs.get("config_fingerprint") == stamp and np.isclose(old.attrs.get("corruption", -1), p):
-                print(f"p = {p:.4f}: kept {path.name} (same configuration)")
-                logs[p] = old
-                continue
+            path.unlink()
+            print(f"p = {p:.4f}: removed {path.name} (another configuration, or unreadable)")
         labels, flipped = corrupt_labels(data.y_train, p, data.num_classes, seed=config.corruption_seed)
         print(f"p = {p:.4f}: {int(np.sum(flipped))} of {data.num_train} training labels flipped")
-        log = train_sgd(
-            data.with_train_labels(labels),
-            network=config.network.name,
-            network_options=config.network.options(),
-            trials=t.trials, steps=t.steps, learning_rate=t.learning_rate,
-            eval_every=t.eval_every, snapshot_steps=snaps, impact_steps=impacts,
-            impact_samples=t.impact_samples, sampling=t.sampling, seed=t.seed,
-            progress=progress,
-        )
-        log.attrs.update(
-            corruption=float(p), config_fingerprint=stamp,
-            config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), **versions(),
-        )
+
+        def train(trials, labels=labels):
+            log = train_sgd(
+                data.with_train_labels(labels),
+                network=config.network.name,
+                network_options=config.network.options(),
+                trials=trials, steps=t.steps, learning_rate=t.learning_rate,
+                eval_every=t.eval_every, snapshot_steps=snaps, impact_steps=impacts,
+                impact_samples=t.impact_samples, sampling=t.sampling, seed=t.seed,
+                progress=progress,
+            )
+            log.attrs.update(corruption=float(p), **attrs)
+            return log
+
+        if len(blocks) == 1:
+            log = train(t.trials)
+        else:
+            log = _join(_train_blocks(out, p, blocks, stamp, train))
         write_log(log, path)
+        _remove_parts(out, p)
         logs[p] = log
     return logs
+
+
+def _trajectories_fingerprint(config) -> str:
+    """The fingerprint of a trajectories configuration that a kept log or part must
+    carry: the config without the corruption fractions (each log holds one) and without
+    `train.trials_per_block` (how the trials are cut into blocks), and the precision."""
+    base = config.model_dump(mode="json")
+    base.pop("corruption")
+    base["train"].pop("trials_per_block")
+    return fingerprint_of({**base, "precision": versions()["precision"]})
+
+
+def _blocks(trials: int, per_block: int) -> list[tuple[int, int]]:
+    """The blocks of trial ids: [(first, stop), ...] covering 0..trials-1 in order,
+    each of `per_block` trials but the last."""
+    return [(a, min(a + per_block, trials)) for a in range(0, trials, per_block)]
+
+
+def _part_name(p: float, first: int, stop: int) -> str:
+    """The part file of trials first..stop-1 of corruption fraction p."""
+    return f"{_log_name(p)[:-3]}_trials{first:04d}-{stop - 1:04d}.nc"
+
+
+def _parts_of(out: Path, p: float) -> list[Path]:
+    """The part files of corruption fraction p in out/parts."""
+    return sorted((out / PARTS).glob(f"{_log_name(p)[:-3]}_trials*.nc"))
+
+
+def _remove_parts(out: Path, p: float, keep: set[str] = frozenset()) -> None:
+    """Remove the part files of fraction p (but those named in `keep`), and the parts
+    folder when it is left empty."""
+    for f in _parts_of(out, p):
+        if f.name not in keep:
+            f.unlink()
+    folder = out / PARTS
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _matching_log(path: Path, stamp: str, p: float, trials: range | None = None):
+    """The log at `path` if it is one of this configuration (fingerprint `stamp`) and
+    fraction p (and, given `trials`, holds exactly those trial ids); None otherwise (no
+    file, another configuration, a file that cannot be read)."""
+    if not path.is_file():
+        return None
+    try:
+        old = read_log(path)
+    except (LogError, OSError):
+        return None
+    if old.attrs.get("config_fingerprint") != stamp or not np.isclose(old.attrs.get("corruption", -1), p):
+        return None
+    if trials is not None and not np.array_equal(old["trial"].values, np.asarray(trials)):
+        return None
+    return old
+
+
+def _train_blocks(out: Path, p: float, blocks, stamp: str, train) -> list:
+    """The logs of the blocks of trials of fraction p: a part file of this configuration
+    in out/parts is kept, a missing block is trained (`train(trial ids)`) and written
+    there at once; a part file under a block's name that is not of this configuration,
+    fraction and block is removed before the block is trained, and part files of p for
+    other blocks are removed first. Prints per block whether it was kept or trained, and
+    how long it took. Returns the blocks' logs in trial order."""
+    names = [_part_name(p, a, b) for a, b in blocks]
+    _remove_parts(out, p, keep=set(names))
+    (out / PARTS).mkdir(exist_ok=True)
+    parts, times = [], []
+    for i, ((a, b), name) in enumerate(zip(blocks, names), 1):
+        where = f"p = {p:.4f}: block {i}/{len(blocks)} (trials {a}-{b - 1})"
+        part = _matching_log(out / PARTS / name, stamp, p, range(a, b))
+        if part is not None:
+            print(f"{where}: kept {PARTS}/{name}")
+            parts.append(part)
+            continue
+        if (out / PARTS / name).is_file():
+            (out / PARTS / name).unlink()
+            print(f"{where}: removed {PARTS}/{name} (another configuration, or unreadable)")
+        start = time.perf_counter()
+        part = train(list(range(a, b)))
+        write_log(part, out / PARTS / name)
+        times.append(time.perf_counter() - start)
+        left = len(blocks) - i
+        eta = f"; {left} left, about {left * np.mean(times) / 60:.1f} min" if left else ""
+        print(f"{where}: trained in {times[-1]:.1f} s, written to {PARTS}/{name}{eta}")
+        parts.append(part)
+    return parts
+
+
+def _join(parts: list):
+    """The log of all trials of a fraction from the logs of its blocks, in trial order:
+    the per-trial variables joined over `trial`, the others (steps, eval steps, training
+    labels) equal in every part and taken once; the attrs of the first part."""
+    return xr.concat(parts, dim="trial", data_vars="minimal", coords="minimal", compat="equals",
+                     join="exact", combine_attrs="override")
 
 
 def _trajectory_summary(logs: dict) -> dict:
@@ -93,8 +220,10 @@ def _trajectory_summary(logs: dict) -> dict:
 def train_command(config: str | Path, out: str | Path, *, progress: bool = True) -> int:
     """`lesde train`: the experiment of the YAML file `config`. 'trajectories': SGD with
     batch size 1, one log per label-corruption fraction (log_p<p>.nc, logits.png,
-    validation.png); resumes at the next fraction. 'separation': the BatchNorm MLP on a
-    grid (separation.nc, load_curves.png). summary.json is written last.
+    validation.png), each fraction trained in blocks of trials (`train.trials_per_block`)
+    written to parts/ as they finish; a rerun resumes at the first missing block.
+    'separation': the BatchNorm MLP on a grid (separation.nc, load_curves.png).
+    summary.json is written last, when everything is done.
 
     **Returns:** the exit status: 0 complete, 2 a bad config, data or output folder,
     130 interrupted.
@@ -112,9 +241,11 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
     config, out = ready
     with output_lock(out, "lesde train"):
         stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "phase_diagram.png"]
-        if isinstance(config, TrajectoriesConfig):  # logs of fractions this run does not train
+        if isinstance(config, TrajectoriesConfig):  # logs and parts of fractions this run does not train
             wanted = {_log_name(p) for p in config.corruption}
             stale += sorted(f.name for f in out.glob("log_p*.nc") if f.name not in wanted)
+            stale += sorted(f"{PARTS}/{f.name}" for f in (out / PARTS).glob("log_p*_trials*.nc")
+                            if f"{f.name.split('_trials')[0]}.nc" not in wanted)
         else:  # results of panels (or of a single grid) this configuration does not train
             wanted = {_panel_file(name) for name in config.grids()}
             stale += sorted(f.name for f in out.glob("separation*.nc") if f.name not in wanted)
@@ -127,8 +258,7 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
             return _train_into(config, source, out, progress)
         except KeyboardInterrupt:
             if isinstance(config, TrajectoriesConfig):
-                kept = ("the logs of the finished fractions are kept; run the same command "
-                        "again to resume at the next fraction")
+                kept = _kept_files(config, out)
             elif config.panels:
                 kept = ("the results of the finished panels are kept; run the same command "
                         "again to resume at the next panel")
@@ -136,6 +266,25 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
                 kept = "nothing was written (the grid is trained as one computation)"
             print(f"lesde train: interrupted; {kept}", file=sys.stderr)
             return INTERRUPTED
+
+
+def _kept_files(config, out: Path) -> str:
+    """What an interrupted trajectories run leaves for the next one: the logs of the
+    finished fractions and the part files of the finished blocks of trials."""
+    logs = [_log_name(p) for p in config.corruption if (out / _log_name(p)).is_file()]
+    blocks = _blocks(config.train.trials, config.block_size)
+    wanted = {_part_name(p, a, b) for p in config.corruption for a, b in blocks} if len(blocks) > 1 else set()
+    parts = [f.name for p in config.corruption for f in _parts_of(out, p) if f.name in wanted]
+    said = []
+    if logs:
+        said.append(f"the logs of {len(logs)} of {len(config.corruption)} fractions ({', '.join(logs)})")
+    if parts:
+        blocks = "1 finished block" if len(parts) == 1 else f"{len(parts)} finished blocks"
+        said.append(f"{blocks} of trials in {out / PARTS} ({', '.join(parts)})")
+    if not said:
+        return "no fraction or block of trials was finished; nothing was kept"
+    return (f"kept {' and '.join(said)}; run the same command again to train only the "
+            "missing blocks and fractions")
 
 
 def _log_name(p: float) -> str:

@@ -129,9 +129,13 @@ class SGDSpec(_Strict):
     `eval_every` steps; `snapshots` > 0 saves the logits of all training samples at about
     that many log-spaced steps (multiples of eval_every); `impact_checkpoints` > 0
     measures the tangent-kernel impact matrix (on `impact_samples` training samples per
-    class) at about that many log-spaced steps."""
+    class) at about that many log-spaced steps. `trials_per_block` (default: all trials
+    in one block) trains each corruption fraction in blocks of that many trials, each
+    written as a part file when finished, so that an interrupted run resumes at the
+    first missing block; a block larger than `trials` is one block of all trials."""
 
     trials: Count(1) = 100
+    trials_per_block: Count(1) | None = None
     steps: Count(1) = 10_000
     learning_rate: Positive = 0.005
     eval_every: Count(1) = 100
@@ -159,23 +163,39 @@ class TrajectoriesConfig(_Strict):
             raise ValueError(f"corruption: values must be distinct; got {self.corruption}")
         return self
 
+    @property
+    def block_size(self) -> int:
+        """Trials trained at once: `train.trials_per_block`, at most `train.trials`."""
+        return min(self.train.trials, self.train.trials_per_block or self.train.trials)
+
     @model_validator(mode="after")
     def _memory(self):
-        """Refuse a log of one corruption fraction (trials x steps x (K + 3) values:
-        sample, label, loss, K logits), snapshots (trials x snapshot steps x training
-        samples x K) and the trials' network parameters and gradients that need more
-        memory than the machine has (4 bytes a value)."""
+        """Refuse a run that needs more memory than the machine has (4 bytes a value):
+        the arrays of the block being trained (block trials x steps x (K + 3) values:
+        sample, label, loss, K logits; snapshots, block trials x snapshot steps x
+        training samples x K; for an MLP the block's parameters and gradients), plus the
+        logs of all trials of every corruption fraction, which are held for the summary
+        and the figures, and, when a fraction is trained in several blocks, one more
+        copy of a fraction's log while its parts are joined."""
         t, d, K = self.train, self.data, self.data.num_classes
-        parts = [("the log of one corruption fraction",
-                  {"trials": t.trials, "steps": t.steps, "values per step": K + 3}, 4)]
+        block, fractions = self.block_size, len(self.corruption)
+        blocked = block < t.trials
+        snap = {"snapshot steps": t.snapshots + 2, "training samples": d.num_train, "classes": K}
+        parts = [("the log of one block of trials",
+                  {"trials": block, "steps": t.steps, "values per step": K + 3}, 4)]
         if t.snapshots:
-            parts.append(("the snapshots", {"trials": t.trials, "snapshot steps": t.snapshots + 2,
-                                            "training samples": d.num_train, "classes": K}, 4))
+            parts.append(("the snapshots of one block of trials", {"trials": block, **snap}, 4))
         if self.network.name == "mlp":
             n = self.network
-            parts.append(("the network parameters and gradients",
-                          {"trials": t.trials, "copies": 2,
+            parts.append(("the network parameters and gradients of one block of trials",
+                          {"trials": block, "copies": 2,
                            "parameters": d.parameters(n.width, n.depth)}, 4))
+        parts.append(("the logs of all corruption fractions" + (" and the joining of one" if blocked else ""),
+                      {"fractions": fractions + blocked, "trials": t.trials, "steps": t.steps,
+                       "values per step": K + 3}, 4))
+        if t.snapshots:
+            parts.append(("the snapshots of all corruption fractions",
+                          {"fractions": fractions + blocked, "trials": t.trials, **snap}, 4))
         check_memory("train", parts)
         return self
 
