@@ -89,10 +89,11 @@ def main(argv=None) -> int:
         description="Experiment 'trajectories': SGD with batch size 1, many trials, one "
         "log per label-corruption fraction (log_p<p>.nc, logits.png, validation.png). "
         "Experiment 'separation': the BatchNorm MLP on a noise x nonlinearity grid "
-        "(separation.nc, load_curves.png). summary.json is written last. See "
-        "the installed train_* configs (`lesde configs`).",
+        "(separation.nc, load_curves.png), or on several grids, its `panels` "
+        "(separation_<panel>.nc each, kept when rerun; phase_diagram.png). summary.json "
+        "is written last. See the installed train_* and separation_* configs (`lesde configs`).",
     )
-    p.add_argument("config", help="YAML training config (`lesde configs` lists the installed train_* ones)")
+    p.add_argument("config", help="YAML training config (`lesde configs` lists the installed ones)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda a: runs.train_command(a.config, a.out, progress=not a.quiet))

@@ -642,8 +642,8 @@ def plot_noise_nonlinearity(
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap="gray"), ax=ax, orientation="horizontal",
                      fraction=0.05, pad=0.2, label="test accuracy")
     measure = panels[names[0]].attrs.get("measure", "")
-    fig.suptitle(f"min-max normalised load curves of {measure.replace('_', ' ')}; dot: most accurate "
-                 "cell of a row, box: most linear cell", fontsize=9)
+    fig.suptitle(f"min-max normalised load curves of {measure.replace('_', ' ')}\n"
+                 "dot: most accurate cell of a row; box: most linear cell (smallest |curvature|)", fontsize=9)
     fig.tight_layout()
     if path is not None:
         _save(fig, path, dpi)

@@ -42,6 +42,9 @@ def test_noiseless_diagonal_boundary_is_read_exactly():
     assert r["mean_rank_correlation"]["value"] == pytest.approx(-1.0, abs=1e-2)  # |c| ties in float
     assert r["mean_abs_offset"]["value"] == 0.0
     assert all(v == 0 for v in r["best_minus_linear"])
+    # the best cell is the grid cell nearest the crossing: within half a grid step (0.05)
+    assert all(abs(v) <= 0.05 + 1e-9 for v in r["best_minus_crossing"])
+    assert abs(r["mean_best_minus_crossing"]["value"]) <= 0.05
     c = np.asarray(r["curvature"])
     assert r["convex_fraction"]["value"] == pytest.approx(np.mean(c > 0))
     assert r["positions"] == sorted(r["positions"]) and r["position_scale"] == "linear"

@@ -65,8 +65,12 @@ def _statistics(c: np.ndarray, acc: np.ndarray, slopes: np.ndarray, position: np
     offset[(best < 0) | (linear < 0)] = np.nan
     finite = np.isfinite(crossing)
     diag = _spearman(slopes[finite], crossing[finite]) if finite.sum() >= 3 else float("nan")
+    best_pos = np.array([position[b] if b >= 0 else np.nan for b in best])
+    from_crossing = np.where(finite, best_pos - np.where(finite, crossing, 0.0), np.nan)
     return dict(
         crossing=crossing, row_rank_correlation=rho, best_minus_linear=offset,
+        best_minus_crossing=from_crossing,
+        mean_best_minus_crossing=float(np.nanmean(from_crossing)) if finite.any() else float("nan"),
         boundary_rank_correlation=diag,
         mean_rank_correlation=float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
         mean_abs_offset=float(np.nanmean(np.abs(offset))) if np.isfinite(offset).any() else float("nan"),
@@ -100,7 +104,11 @@ def read_phase_diagram(
       across the noise cells (`row_rank_correlation`; the claim: negative) and its mean
       over rows; per row, the grid offset of the most accurate cell from the most linear
       one (`best_minus_linear`, in cells, positive = at more noise) and the mean of its
-      absolute value.
+      absolute value; per row, the position of the most accurate cell minus the row's
+      crossing (`best_minus_crossing`, in position units, positive = at more noise than
+      the boundary) and its mean over the rows with a crossing. The most linear cell by
+      |c| can also sit where training fails (c returns towards 0 at the highest noise),
+      which the distance from the crossing does not confuse with the boundary.
 
     Each scalar comes with a percentile bootstrap interval over seeds (`resamples`
     resamples of the seeds with replacement, `confidence` level); with few seeds the
@@ -136,7 +144,8 @@ def read_phase_diagram(
 
     rng = np.random.default_rng(seed)
     n = c.shape[-1]
-    scalars = ("boundary_rank_correlation", "mean_rank_correlation", "mean_abs_offset", "convex_fraction")
+    scalars = ("boundary_rank_correlation", "mean_rank_correlation", "mean_abs_offset",
+               "mean_best_minus_crossing", "convex_fraction")
     boots = {k: [] for k in scalars}
     for _ in range(int(resamples)):
         pick = rng.integers(0, n, n)
@@ -155,6 +164,7 @@ def read_phase_diagram(
         crossing=[_json(v) for v in point["crossing"]],
         row_rank_correlation=[_json(v) for v in point["row_rank_correlation"]],
         best_minus_linear=[_json(v) for v in point["best_minus_linear"]],
+        best_minus_crossing=[_json(v) for v in point["best_minus_crossing"]],
     )
     for k in scalars:
         b = np.asarray(boots[k], float)
