@@ -829,3 +829,22 @@ def test_training_compiles_once_per_shape_not_per_chunk_or_run(sep_data, monkeyp
     kw["width"] = 6
     train_separation(sep_data, negative_slope=[0.0, 0.5], **kw)  # a new shape, 1 chunk
     assert len(traces) == two_chunks > 0
+
+
+def test_train_sgd_compiles_once_per_configuration_not_per_call(mlp_data, monkeypatch):
+    """A second call with other trials (same count, shapes and configuration), as a run
+    in blocks of trials makes, traces nothing: the SGD segment, validation and snapshot
+    functions are compiled once."""
+    from lesde.nets import _train
+
+    traces = []
+    real = _train._ce
+    monkeypatch.setattr(_train, "_ce", lambda *a: (traces.append(1), real(*a))[1])
+    kw = dict(network="mlp", network_options=dict(width=7, depth=2), steps=6, eval_every=3,
+              snapshot_steps=[3], learning_rate=0.05, seed=2)
+    first = train_sgd(mlp_data, trials=[0, 1], **kw)
+    assert len(traces) > 0
+    traces.clear()
+    second = train_sgd(mlp_data, trials=[2, 3], **kw)
+    assert len(traces) == 0
+    assert not np.array_equal(first.logits.values, second.logits.values)

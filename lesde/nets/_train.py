@@ -161,47 +161,16 @@ def train_sgd(
     if nets.uses_batch_stats:
         raise ValueError(f"network {network!r} normalises by batch statistics; batch size 1 cannot train it")
     params, static = eqx.partition(nets, eqx.is_inexact_array)
-    opt = optax.sgd(eta)
-    opt_state = jax.vmap(opt.init)(params)
+    opt_state = jax.vmap(optax.sgd(eta).init)(params)
 
-    def draw(key, t):
-        kd = jr.fold_in(jr.fold_in(key, _DATA), t)
-        if sampling == "uniform":
-            return jr.randint(kd, (), 0, num_train)
-        perm = jr.permutation(jr.fold_in(jr.fold_in(key, _DATA), -1 - t // num_train), num_train)
-        return perm[t % num_train]
-
-    def one_trial(p, o, s, key, ts, x, y):
-        def step(carry, t):
-            p, o = carry
-            j = draw(key, t)
-
-            def loss_fn(p):
-                net = eqx.combine(p, static)
-                logits, _ = net(x[j], s, key=jr.fold_in(jr.fold_in(key, _DROPOUT), t))
-                return _ce(logits, y[j]), logits
-
-            (loss, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
-            updates, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, updates), o), (j, y[j], logits, loss)
-
-        return jax.lax.scan(step, (p, o), ts)
-
-    @eqx.filter_jit
     def segment(p, o, s, keys, ts, x, y):
-        return jax.vmap(one_trial, in_axes=(0, 0, 0, 0, None, None, None))(p, o, s, keys, ts, x, y)
+        return _sgd_segment(p, o, s, keys, ts, x, y, static, eta, sampling)
 
-    @eqx.filter_jit
     def evaluate(p, s, xv, yv):
-        def one(p, s):
-            logits, _, _ = apply(eqx.combine(p, static), xv, s, inference=True)
-            return jnp.mean(_ce(logits, yv)), jnp.mean(jnp.argmax(logits, -1) == yv)
+        return _evaluate(p, s, xv, yv, static)
 
-        return jax.vmap(one)(p, s)
-
-    @eqx.filter_jit
     def snapshot(p, s, x):
-        return jax.vmap(lambda p, s: apply(eqx.combine(p, static), x, s, inference=True)[0])(p, s)
+        return _snapshot(p, s, x, static)
 
     n = ids.size
     log = dict(
@@ -259,6 +228,57 @@ def train_sgd(
         ds = ds.assign_coords(impact_step=impacts)
         ds.attrs["impact_samples_per_class"] = int(impact_samples)
     return ds
+
+
+@eqx.filter_jit
+def _sgd_segment(p, o, s, keys, ts, x, y, static, eta, sampling):
+    """SGD steps `ts` of every trial (vmapped), batch size 1: per step the drawn sample,
+    its label, its logits before the update and its loss. Compiled once per shape and
+    configuration (`eta`, `sampling` static), not per call: a run in blocks of trials
+    compiles once."""
+    opt = optax.sgd(eta)
+    num_train = x.shape[0]
+
+    def draw(key, t):
+        kd = jr.fold_in(jr.fold_in(key, _DATA), t)
+        if sampling == "uniform":
+            return jr.randint(kd, (), 0, num_train)
+        perm = jr.permutation(jr.fold_in(jr.fold_in(key, _DATA), -1 - t // num_train), num_train)
+        return perm[t % num_train]
+
+    def one_trial(p, o, s, key):
+        def step(carry, t):
+            p, o = carry
+            j = draw(key, t)
+
+            def loss_fn(p):
+                net = eqx.combine(p, static)
+                logits, _ = net(x[j], s, key=jr.fold_in(jr.fold_in(key, _DROPOUT), t))
+                return _ce(logits, y[j]), logits
+
+            (loss, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            updates, o = opt.update(g, o, p)
+            return (optax.apply_updates(p, updates), o), (j, y[j], logits, loss)
+
+        return jax.lax.scan(step, (p, o), ts)
+
+    return jax.vmap(one_trial)(p, o, s, keys)
+
+
+@eqx.filter_jit
+def _evaluate(p, s, xv, yv, static):
+    """Validation loss and accuracy of every trial (vmapped), in evaluation mode."""
+    def one(p, s):
+        logits, _, _ = apply(eqx.combine(p, static), xv, s, inference=True)
+        return jnp.mean(_ce(logits, yv)), jnp.mean(jnp.argmax(logits, -1) == yv)
+
+    return jax.vmap(one)(p, s)
+
+
+@eqx.filter_jit
+def _snapshot(p, s, x, static):
+    """The logits of all samples `x` for every trial (vmapped), in evaluation mode."""
+    return jax.vmap(lambda p, s: apply(eqx.combine(p, static), x, s, inference=True)[0])(p, s)
 
 
 def _eval_logits(model, x):
