@@ -214,10 +214,7 @@ def _table(ds) -> str:
     lines = []
     for idx in np.ndindex(*crit.shape):
         sel = dict(zip(crit.dims, idx))
-        where = ", ".join(
-            f"{ds[d].attrs.get('path', d) if d != 'time' else 't'} = {float(ds[d][i]):.4g}"
-            for d, i in sel.items()
-        )
+        where = ", ".join(_setting(ds, d, i) for d, i in sel.items())
         c = ds.isel(sel)
         status = names[int(c["cell_status"])]
         if status == "located":
@@ -233,6 +230,23 @@ def _table(ds) -> str:
     return "\n".join(lines)
 
 
+def _setting(ds, dim: str, i: int) -> str:
+    """'path = value' of every parameter on a dimension (zipped ones too), or 't = T'."""
+    if dim == "time":
+        return f"t = {float(ds['time'][i]):.4g}"
+    names = [dim] + [c for c in ds.coords if c != dim and ds[c].dims == (dim,)]
+    return ", ".join(f"{ds[c].attrs.get('path', c)} = {float(ds[c][i]):.4g}" for c in names)
+
+
+def _entry(ds, sel) -> dict:
+    """{parameter path (or 'time'): value} of the cell at `sel`."""
+    out = {}
+    for d, i in sel.items():
+        names = [d] + [c for c in ds.coords if c != d and ds[c].dims == (d,)]
+        out.update({ds[c].attrs.get("path", c): float(ds[c][i]) for c in names})
+    return out
+
+
 def _summary(ds, config) -> dict:
     names = {v: k for k, v in CELL_STATUS.items()}
     status = ds["cell_status"].values
@@ -242,7 +256,7 @@ def _summary(ds, config) -> dict:
     for idx in np.ndindex(*crit.shape):
         sel = dict(zip(crit.dims, idx))
         c = ds.isel(sel)
-        entry = {d: float(ds[d][i]) for d, i in sel.items()}
+        entry = _entry(ds, sel)
         entry["status"] = names[int(c["cell_status"])]
         for k in ("critical", "critical_low", "critical_high", "width", "width_se", "critical_theory"):
             if k in c:
@@ -272,7 +286,7 @@ def _summary(ds, config) -> dict:
         out["scaling"] = []
         for idx in np.ndindex(*e.shape):
             sel = dict(zip(e.dims, idx))
-            entry = {d: float(ds[d][i]) for d, i in sel.items()}
+            entry = _entry(ds, sel)
             for k in ("exponent", "exponent_se", "prefactor", "points"):
                 v = float(ds[k].isel(sel))
                 entry[k] = (int(v) if k == "points" else v) if np.isfinite(v) else None
