@@ -679,7 +679,11 @@ def plot_boundary(ds, path: str | Path | None = None, *, dpi: float | None = Non
     and the threshold; (right, with a width) the width of the transition against the
     horizon on log-log axes with the fitted power law and its exponent.
     Saves it to `path` if given (as `plot_phase_diagram`); returns the Figure."""
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
+
     plt = _pyplot()
+    import matplotlib
+
     if "critical" not in ds:
         raise ValueError(f"not a boundary result: it has no 'critical' variable ({list(ds.data_vars)})")
     crit = ds["critical"]
@@ -708,7 +712,7 @@ def plot_boundary(ds, path: str | Path | None = None, *, dpi: float | None = Non
             ax.plot(xs[~ok], np.full((~ok).sum(), float(ds.attrs.get("inner_lo", 0.0))), "x",
                     color=colour, ms=8)
     if "critical_theory" in ds and np.isfinite(ds["critical_theory"].values).any():
-        ax.plot([], [], "k--", lw=1, label=f"theory: {ds.attrs.get('theory', '')}"[:60])
+        ax.plot([], [], "k--", lw=1, label=f"theory: {ds.attrs.get('theory', '')}")
     if not (ds["cell_status"] == 0).all():
         ax.plot([], [], "kx", label="not located")
     if x is not None:
@@ -753,6 +757,8 @@ def plot_boundary(ds, path: str | Path | None = None, *, dpi: float | None = Non
                         label=f"{name + ': ' if name else ''}ν = {nu:.2f} ± {se:.2f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(t, [f"{v:g}" for v in t])
         ax.set_xlabel("horizon t")
         ax.set_ylabel(f"width of the transition in {label}")
         ax.set_title(f"finite-size scaling: width ~ t^ν ({ds.attrs.get('width_method', '')})", fontsize=9)

@@ -155,10 +155,10 @@ def mean_field_boundary(config: BoundaryConfig, ds) -> np.ndarray | None:
 def theory_boundary(config: BoundaryConfig, ds):
     """(values, description) of the theory's boundary per cell, or (None, '')."""
     if ds.attrs["inner"] == "alpha_minus_beta" and getattr(config.model, "gradient", None) in THEORY_GRADIENTS:
-        return np.zeros(ds["critical"].shape), "alpha = beta (the spec, as the horizon grows)"
+        return np.zeros(ds["critical"].shape), "α = β (the spec, as T grows)"
     mf = mean_field_boundary(config, ds)
     if mf is not None:
-        return mf, "mean field of the spec (mean_field_gains) at the cell's horizon"
+        return mf, "mean field (mean_field_gains), same steps"
     return None, ""
 
 
