@@ -253,7 +253,7 @@ def test_cli_boundary(tmp_path, capsys):
     ds = assert_cf(out / "boundary.nc")
     assert ds["critical"].dims == ("noise_independent", "time")
     assert (ds["cell_status"] == 0).all() and np.isfinite(ds["critical"]).all()
-    assert (ds["critical_theory"] == 0).all() and "exponent" in ds
+    assert (ds["critical_theory"] == 0).all() and "exponent" in ds and "critical_exponent" in ds
     assert (out / "boundary.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "success" and summary["cell_status_counts"] == {"located": 4}
@@ -348,3 +348,18 @@ def test_cli_spring_boundary_against_the_mean_field(tmp_path, capsys):
     assert main(["boundary", str(path), "--out", str(tmp_path / "low"), "--quiet"]) == 1
     summary = json.loads((tmp_path / "low" / "summary.json").read_text())
     assert summary["status"] == "flagged" and summary["cell_status_counts"] == {"not_bracketed": 2}
+
+
+def test_mean_field_map_reaches_the_spec_fixed_points():
+    """`mean_field_gains` relaxes to the mean-field stationary gains of the spec (linear
+    in depth, `stationary_gains`), and with almost no shaking stops where the noiseless
+    map does (`spring_equilibrium`, only the deep springs stretched)."""
+    d = lesde.models.mean_field_gains(7, noise=[0.3, 0.5], mu_fwd=0.1, mu_back=0.15, eta=0.2,
+                                      steps=3000)
+    for i, s in enumerate((0.3, 0.5)):
+        np.testing.assert_allclose(d[i], lesde.models.stationary_gains(7, noise=s, mu_fwd=0.1,
+                                                                       mu_back=0.15)[:7], atol=1e-6)
+    d0 = lesde.models.mean_field_gains(7, noise=1e-6, mu_fwd=0.1, steps=10000)
+    np.testing.assert_allclose(d0, lesde.models.spring_equilibrium(7, mu=0.1)[:7], atol=1e-3)
+    with pytest.raises(ValueError, match="noise must be finite and > 0"):
+        lesde.models.mean_field_gains(7, noise=[0.1, 0.0], mu_fwd=0.1)

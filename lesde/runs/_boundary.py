@@ -11,7 +11,7 @@ import yaml
 
 from .. import __version__
 from ..boundary import (
-    CELL_STATUS, finite_size_scaling, locate_boundary, transition_width,
+    CELL_STATUS, finite_size_scaling, GAP_NAME, locate_boundary, transition_width,
 )
 from ..io import (
     check_output_dir, INTERRUPTED, output_lock, OutputError, remove_stale, versions, write_netcdf,
@@ -80,6 +80,9 @@ def _attrs(ds, config: BoundaryConfig) -> dict:
         "prefactor": {"long_name": "prefactor A of the power law width = A size^exponent"},
         "prefactor_se": {"long_name": "standard error of the prefactor"},
         "points": {"long_name": "widths in the power-law fit"},
+        "critical_exponent": {"long_name": f"exponent of the power law critical {label} = A T^exponent"},
+        "critical_exponent_se": {"long_name": "standard error of the exponent of the critical value"},
+        "critical_prefactor": {"long_name": f"prefactor A of the power law critical {label} = A T^exponent"},
     }
     for name in ds.data_vars:
         if name.startswith("critical_") and "path" in ds[name].attrs and name not in out:
@@ -200,6 +203,10 @@ def run_boundary(config: BoundaryConfig, *, progress: bool = True):
         fss = finite_size_scaling(w, "time")
         ds = ds.assign({k: fss[k] for k in fss.data_vars})
         ds.attrs["scaling_dim"] = "time"
+        if ds.attrs["inner"] == GAP_NAME:  # how the boundary approaches alpha = beta
+            gap = xr.Dataset({"width": ds["critical"]})
+            fit = finite_size_scaling(gap, "time", weighted=False)
+            ds = ds.assign({f"critical_{k}": fit[k] for k in ("exponent", "exponent_se", "prefactor")})
     theory, text = theory_boundary(config, ds)
     if theory is not None:
         ds["critical_theory"] = (ds["critical"].dims, np.asarray(theory, dtype=float))
@@ -228,6 +235,10 @@ def _table(ds) -> str:
             text = "-"
         lines.append(f"  {where}: {text} ({status}, {int(c['num_probes'])} probes)")
     return "\n".join(lines)
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None else format(v, fmt)
 
 
 def _setting(ds, dim: str, i: int) -> str:
@@ -287,9 +298,11 @@ def _summary(ds, config) -> dict:
         for idx in np.ndindex(*e.shape):
             sel = dict(zip(e.dims, idx))
             entry = _entry(ds, sel)
-            for k in ("exponent", "exponent_se", "prefactor", "points"):
-                v = float(ds[k].isel(sel))
-                entry[k] = (int(v) if k == "points" else v) if np.isfinite(v) else None
+            for k in ("exponent", "exponent_se", "prefactor", "points", "critical_exponent",
+                      "critical_exponent_se", "critical_prefactor"):
+                if k in ds:
+                    v = float(ds[k].isel(sel))
+                    entry[k] = (int(v) if k == "points" else v) if np.isfinite(v) else None
             out["scaling"].append(entry)
     return out
 
@@ -344,11 +357,14 @@ def _boundary_into(config: BoundaryConfig, out: Path, progress: bool) -> int:
     if "exponent" in ds:
         for entry in summary["scaling"]:
             where = ", ".join(f"{k} = {v:.4g}" for k, v in entry.items()
-                              if k not in ("exponent", "exponent_se", "prefactor", "points"))
+                              if k not in ("points",) and "exponent" not in k and "prefactor" not in k)
             e, se = entry["exponent"], entry["exponent_se"]
-            print(f"width ~ T^nu{' at ' + where if where else ''}: nu = "
-                  f"{'n/a' if e is None else f'{e:.3g}'} ± {'n/a' if se is None else f'{se:.2g}'} "
-                  f"({entry['points']} widths)")
+            line = (f"width ~ T^nu{' at ' + where if where else ''}: nu = {_num(e, '.3g')} ± "
+                    f"{_num(se, '.2g')} ({entry['points']} widths)")
+            if "critical_exponent" in entry:
+                line += (f"; critical ~ T^mu: mu = {_num(entry['critical_exponent'], '.3g')} ± "
+                         f"{_num(entry['critical_exponent_se'], '.2g')}")
+            print(line)
     print(
         f"{summary['members_solved']} members in {summary['wall_time_s']:.1f} s; the grid of the "
         f"same resolution ({summary['grid_points']} points) needs {summary['grid_members']} "
