@@ -241,7 +241,10 @@ TINY = {
 }
 
 
-def test_cli_boundary(tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_boundary_identity_over_horizons(tmp_path, capsys):
+    """The LE-SDE through the command: a gap axis over two noise levels and two horizons,
+    with the theory's alpha = beta, the width's scaling and the critical value's."""
     from lesde.cli import main
 
     path = tmp_path / "tiny.yaml"
@@ -258,15 +261,6 @@ def test_cli_boundary(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "success" and summary["cell_status_counts"] == {"located": 4}
     assert summary["members_solved"] == ds.attrs["members_solved"] < summary["grid_members"]
-    # a range that the threshold never crosses: reported per cell, exit status 1
-    bad = json.loads(json.dumps(TINY))
-    bad["boundary"]["inner"] = {"impact.alpha": [-0.2, -0.1], "impact.beta": [0.1, 0.05]}
-    bad["boundary"].update(tol=0.04, outer=[])
-    path.write_text(yaml.safe_dump(bad))
-    assert main(["boundary", str(path), "--out", str(tmp_path / "nb"), "--quiet"]) == 1
-    summary = json.loads((tmp_path / "nb" / "summary.json").read_text())
-    assert summary["cell_status_counts"] == {"not_bracketed": 2}
-    assert "cells not located: 2 not_bracketed" in capsys.readouterr().err
     # a bad config: refused before anything runs, nothing written
     path.write_text(yaml.safe_dump({**TINY, "extra": 1}))
     assert main(["boundary", str(path), "--out", str(tmp_path / "x")]) == 2
@@ -325,11 +319,12 @@ SPRING = {
 }
 
 
-@pytest.mark.slow
-def test_cli_spring_boundary_against_the_mean_field(tmp_path, capsys):
-    """The spring-block map's load-curve curvature crosses 0 (concave to convex) where
-    the mean-field map of the spec (`mean_field_gains`) puts it, to a few tolerances; a
-    range below the crossing is reported as not bracketed, exit status 1."""
+def test_cli_boundary(tmp_path, capsys):
+    """`lesde boundary` on a tiny spring-block config: exit status 0, the result file to
+    the CF conventions, the figure, the summary; the load-curve curvature crosses 0
+    (concave to convex) where the mean-field map of the spec (`mean_field_gains`) puts
+    it, to a few tolerances; a range below the crossing is reported per cell, exit
+    status 1; a bad config is refused before anything runs, exit status 2."""
     from lesde.cli import main
 
     path = tmp_path / "spring.yaml"
@@ -337,6 +332,10 @@ def test_cli_spring_boundary_against_the_mean_field(tmp_path, capsys):
     assert main(["boundary", str(path), "--out", str(tmp_path / "s"), "--quiet"]) == 0
     ds = assert_cf(tmp_path / "s" / "boundary.nc")
     assert ds["critical"].dims == ("mu_ratio",) and ds["mu_ratio"].values.tolist() == [1.5, 3.0]
+    assert (ds["cell_status"] == 0).all() and (tmp_path / "s" / "boundary.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["status"] == "success" and summary["cell_status_counts"] == {"located": 2}
+    assert summary["members_solved"] == ds.attrs["members_solved"] < summary["grid_members"]
     theory = ds["critical_theory"].values
     assert np.isfinite(theory).all()
     assert np.abs(ds["critical"].values - theory).max() <= 3 * SPRING["boundary"]["tol"], (ds["critical"].values, theory)
@@ -348,6 +347,10 @@ def test_cli_spring_boundary_against_the_mean_field(tmp_path, capsys):
     assert main(["boundary", str(path), "--out", str(tmp_path / "low"), "--quiet"]) == 1
     summary = json.loads((tmp_path / "low" / "summary.json").read_text())
     assert summary["status"] == "flagged" and summary["cell_status_counts"] == {"not_bracketed": 2}
+    assert "cells not located: 2 not_bracketed" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({**SPRING, "extra": 1}))
+    assert main(["boundary", str(path), "--out", str(tmp_path / "x")]) == 2
+    assert "extra: unknown key" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_mean_field_map_reaches_the_spec_fixed_points():
