@@ -86,6 +86,15 @@ def test_synthetic_crossing_within_tol_and_covered_at_the_stated_rate():
     # members: 10 probes x 64 seeds per cell, against 101 grid points
     assert out["members_solved"] == C * (5 + 5) * 64
     assert grid_points(1.0, tol) == 101
+    # a wider transition and 16 seeds: the seeds, not the tolerance, limit the located
+    # value, and the interval (Clopper-Pearson on the fraction of hits) says so
+    width = np.full(C, 0.03)
+    fraction = OrderParameter("hit", 0.5, reduce="fraction", above=0.5)
+    out = bracket_search(logistic_evaluate(center, width, 16, rng), np.zeros(C), 1.0,
+                         order=fraction, tol=tol, level=level)
+    within = np.abs(out["critical"] - center) <= tol
+    covered = (out["critical_low"] <= center) & (center <= out["critical_high"])
+    assert within.mean() < 0.8 and covered.mean() >= level, (within.mean(), covered.mean())
 
 
 def test_multi_point_rounds_and_decreasing_order_parameters():

@@ -26,6 +26,10 @@ class OrderParameter:
       interval [B(a/2; k, n - k + 1), B(1 - a/2; k + 1, n - k)], B the quantile of the
       beta distribution.
 
+    The t-interval assumes roughly normal seed means; for a metric of 0s and 1s, or a
+    handful of seeds, the fraction's exact interval is the valid one (n seeds that all
+    agree give a t-interval of width 0).
+
     **Arguments:**
     - `metric`: the name of a registered metric (`lesde.metrics.METRICS` or
       `SPRING_METRICS`).
