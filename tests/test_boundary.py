@@ -332,8 +332,8 @@ def test_cli_boundary(tmp_path, capsys):
     """`lesde boundary` on a tiny spring-block config: exit status 0, the result file to
     the CF conventions, the figure, the summary; the load-curve curvature crosses 0
     (concave to convex) where the mean-field map of the spec (`mean_field_gains`) puts
-    it, to a few tolerances; a range below the crossing is reported per cell, exit
-    status 1; a bad config is refused before anything runs, exit status 2."""
+    it, to a few tolerances; a bad config is refused before anything runs, exit status
+    2 (exit status 1, cells not located: `test_cli_cells_not_located`)."""
     from lesde.cli import main
 
     path = tmp_path / "spring.yaml"
@@ -350,13 +350,6 @@ def test_cli_boundary(tmp_path, capsys):
     assert np.abs(ds["critical"].values - theory).max() <= 3 * SPRING["boundary"]["tol"], (ds["critical"].values, theory)
     printed = capsys.readouterr().out
     assert "mu_ratio = 1.5, mu_fwd = 0.1" in printed and "theory" in printed
-    low = json.loads(json.dumps(SPRING))
-    low["boundary"]["inner"] = {"noise_per_friction": [0.1, 0.3]}
-    path.write_text(yaml.safe_dump(low, sort_keys=False))
-    assert main(["boundary", str(path), "--out", str(tmp_path / "low"), "--quiet"]) == 1
-    summary = json.loads((tmp_path / "low" / "summary.json").read_text())
-    assert summary["status"] == "flagged" and summary["cell_status_counts"] == {"not_bracketed": 2}
-    assert "cells not located: 2 not_bracketed" in capsys.readouterr().err
     path.write_text(yaml.safe_dump({**SPRING, "extra": 1}))
     assert main(["boundary", str(path), "--out", str(tmp_path / "x")]) == 2
     assert "extra: unknown key" in capsys.readouterr().err and not (tmp_path / "x").exists()
@@ -375,3 +368,21 @@ def test_mean_field_map_reaches_the_spec_fixed_points():
     np.testing.assert_allclose(d0, lesde.models.spring_equilibrium(7, mu=0.1)[:7], atol=1e-3)
     with pytest.raises(ValueError, match="noise must be finite and > 0"):
         lesde.models.mean_field_gains(7, noise=[0.1, 0.0], mu_fwd=0.1)
+
+
+@pytest.mark.slow
+def test_cli_cells_not_located(tmp_path, capsys):
+    """A range below the spring-block map's crossing: every cell is reported not
+    bracketed, in the summary and on stderr, exit status 1."""
+    from lesde.cli import main
+
+    low = json.loads(json.dumps(SPRING))
+    low["boundary"]["inner"] = {"noise_per_friction": [0.1, 0.3]}
+    path = tmp_path / "low.yaml"
+    path.write_text(yaml.safe_dump(low, sort_keys=False))
+    assert main(["boundary", str(path), "--out", str(tmp_path / "low"), "--quiet"]) == 1
+    summary = json.loads((tmp_path / "low" / "summary.json").read_text())
+    assert summary["status"] == "flagged" and summary["cell_status_counts"] == {"not_bracketed": 2}
+    assert all(c["critical"] is None for c in summary["cells"])
+    assert "cells not located: 2 not_bracketed" in capsys.readouterr().err
+    assert_cf(tmp_path / "low" / "boundary.nc")
