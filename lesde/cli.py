@@ -1,4 +1,4 @@
-"""Command line: `lesde simulate`, `lesde sweep`, `lesde spring`, `lesde train`, `lesde fit`,
+"""Command line: `lesde simulate`, `lesde sweep`, `lesde boundary`, `lesde spring`, `lesde train`, `lesde fit`,
 `lesde plot`, `lesde configs`. Argument parsing only: each command calls its function in `lesde.runs`,
 whose return value is the exit status."""
 
@@ -72,6 +72,20 @@ def main(argv=None) -> int:
     p.set_defaults(func=lambda a: runs.sweep_command(
         a.config, a.out, chunk_size=a.chunk_size, distributed=a.distributed, progress=not a.quiet
     ))
+    p = sub.add_parser(
+        "boundary",
+        help="locate a phase boundary by a batched bracket search, with confidence intervals",
+        description="For every cell of the outer axes (and every horizon), locate where the "
+        "order parameter crosses its threshold along the inner axis, all brackets advancing "
+        "together (one compiled solve); measure the transition's width and its scaling with "
+        "the horizon. Writes boundary.nc, boundary.png and summary.json (last) to --out. "
+        "Exit status 1: cells not located (not bracketed, non-monotone, flagged members). "
+        "`lesde configs` lists the installed boundary_* configs.",
+    )
+    p.add_argument("config", help="YAML boundary config (`lesde configs` lists the installed boundary_* ones)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=lambda a: runs.boundary_command(a.config, a.out, progress=not a.quiet))
     p = sub.add_parser(
         "spring",
         help="run one spring-block model (default: the authors' map setting) over seeds",

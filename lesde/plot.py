@@ -737,3 +737,118 @@ def plot_closed_form(ds, path: str | Path | None = None, *, dpi: float | None = 
     if path is not None:
         _save(fig, path, dpi)
     return fig
+
+
+def _series(da, x):
+    """(label, selection) of every setting of the dimensions of `da` other than `x`."""
+    others = [d for d in da.dims if d != x]
+    out = []
+    for idx in np.ndindex(*[da.sizes[d] for d in others]):
+        sel = dict(zip(others, idx))
+        label = ", ".join(
+            f"t = {float(da['time'][i]):.4g}" if d == "time"
+            else f"{da[d].attrs.get('path', d)} = {float(da[d][i]):.3g}" for d, i in sel.items()
+        )
+        out.append((label, sel))
+    return out
+
+
+def plot_boundary(ds, path: str | Path | None = None, *, dpi: float | None = None):
+    """The result of a boundary search (`lesde.boundary.locate_boundary`, `lesde
+    boundary`): (left) the critical value of the inner coordinate against the first
+    outer dimension (the horizon when it is the only one), one line per setting of the
+    others, with its confidence interval as error bars, the theory's boundary dashed
+    where the result has one (`critical_theory`), and cells that were not located
+    marked by a cross at the bottom, named in the legend; (middle) every cell's probes,
+    the order parameter against the inner coordinate with their confidence intervals,
+    and the threshold; (right, with a width) the width of the transition against the
+    horizon on log-log axes with the fitted power law and its exponent.
+    Saves it to `path` if given (as `plot_phase_diagram`); returns the Figure."""
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
+
+    plt = _pyplot()
+    import matplotlib
+
+    if "critical" not in ds:
+        raise ValueError(f"not a boundary result: it has no 'critical' variable ({list(ds.data_vars)})")
+    crit = ds["critical"]
+    outer = [d for d in crit.dims if d != "time"]
+    x = outer[0] if outer else ("time" if "time" in crit.dims else None)
+    has_width = "width" in ds and "time" in crit.dims and bool(np.isfinite(ds["width"].values).any())
+    n = 3 if has_width else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.9))
+    label = "α - β" if ds.attrs.get("inner") == "alpha_minus_beta" else ds.attrs.get("inner_path", "x")
+    ax = axes[0]
+    series = _series(crit, x) if x is not None else [("", {})]
+    for i, (name, sel) in enumerate(series):
+        c = ds.isel(sel)
+        colour = f"C{i % 10}"
+        xs = np.asarray(c[x].values, dtype=float) if x is not None else np.zeros(1)
+        y = np.atleast_1d(c["critical"].values)
+        lo, hi = np.atleast_1d(c["critical_low"].values), np.atleast_1d(c["critical_high"].values)
+        ok = np.atleast_1d(c["cell_status"].values) == 0
+        ax.errorbar(xs[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", ms=4,
+                    capsize=3, color=colour, label=name or "located")
+        if "critical_theory" in c:
+            th = np.atleast_1d(c["critical_theory"].values)
+            if np.isfinite(th).any():
+                ax.plot(xs, th, "--", color=colour, lw=1)
+        if (~ok).any():
+            ax.plot(xs[~ok], np.full((~ok).sum(), float(ds.attrs.get("inner_lo", 0.0))), "x",
+                    color=colour, ms=8)
+    if "critical_theory" in ds and np.isfinite(ds["critical_theory"].values).any():
+        ax.plot([], [], "k--", lw=1, label=f"theory: {ds.attrs.get('theory', '')}")
+    if not (ds["cell_status"] == 0).all():
+        ax.plot([], [], "kx", label="not located")
+    if x is not None:
+        if _is_log(ds[x].values):
+            ax.set_xscale("log")
+        ax.set_xlabel("horizon t" if x == "time" else _param_name(ds, ds[x].attrs.get("path", x)))
+    ax.set_ylabel(f"critical {label}")
+    ax.set_title(f"boundary: {ds.attrs.get('order', '')}\n({ds.attrs.get('level', 0.95):g} intervals, "
+                 f"tol {ds.attrs.get('tol', float('nan')):g})", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = axes[1]
+    flat = [("", {})] if not crit.dims else _series(crit, None)
+    for i, (name, sel) in enumerate(flat):
+        c = ds.isel(sel)
+        px, pm = c["probe_x"].values, c["probe_mean"].values
+        pl, ph = c["probe_low"].values, c["probe_high"].values
+        ok = np.isfinite(px) & np.isfinite(pm)
+        o = np.argsort(px[ok])
+        colour = f"C{i % 10}"
+        ax.errorbar(px[ok][o], pm[ok][o], yerr=[pm[ok][o] - pl[ok][o], ph[ok][o] - pm[ok][o]],
+                    fmt=".-", ms=3, lw=0.7, elinewidth=0.6, color=colour, alpha=0.8)
+        if int(c["cell_status"]) == 0:
+            ax.axvline(float(c["critical"]), color=colour, lw=0.5, alpha=0.5)
+    ax.axhline(ds.attrs.get("order_threshold", np.nan), color="k", ls=":", lw=1, label="threshold")
+    ax.set_xlabel(label)
+    ax.set_ylabel(ds.attrs.get("order", "order parameter").rsplit(" = ", 1)[0], fontsize=8)
+    ax.set_title(f"probes of every cell ({ds.attrs.get('probe_level', 0.95):.3g} intervals)", fontsize=9)
+    ax.legend(fontsize=7)
+    if has_width:
+        ax = axes[2]
+        w = ds["width"]
+        t = np.asarray(ds["time"].values, dtype=float)
+        for i, (name, sel) in enumerate(_series(w, "time")):
+            c = ds.isel(sel)
+            colour = f"C{i % 10}"
+            y, e = c["width"].values, c["width_se"].values
+            ax.errorbar(t, y, yerr=np.where(np.isfinite(e), e, 0), fmt="o", ms=4, capsize=3, color=colour)
+            if "exponent" in c and np.isfinite(float(c["exponent"])):
+                nu, se, a = float(c["exponent"]), float(c["exponent_se"]), float(c["prefactor"])
+                tt = np.geomspace(t.min(), t.max(), 20)
+                ax.plot(tt, a * tt**nu, "-", color=colour, lw=1,
+                        label=f"{name + ': ' if name else ''}ν = {nu:.2f} ± {se:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(t, [f"{v:g}" for v in t])
+        ax.set_xlabel("horizon t")
+        ax.set_ylabel(f"width of the transition in {label}")
+        ax.set_title(f"finite-size scaling: width ~ t^ν ({ds.attrs.get('width_method', '')})", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig

@@ -11,7 +11,7 @@ from cf_check import assert_cf
 
 import lesde
 from lesde.cli import main
-from lesde.runs import ConfigError, load_config, parse_config, SpringRunConfig, SweepConfig
+from lesde.runs import BoundaryConfig, ConfigError, load_config, parse_config, SpringRunConfig, SweepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -65,7 +65,8 @@ SOLVER_CONFIGS = sorted(
 def test_shipped_configs_validate_and_build(path):
     data = {} if path is None else yaml.safe_load(path.read_text())
     kind = data.get("model", {}).get("kind", "le_sde")
-    schema = SweepConfig if "sweep" in data else SpringRunConfig if kind != "le_sde" else None
+    schema = (SweepConfig if "sweep" in data else BoundaryConfig if "boundary" in data
+              else SpringRunConfig if kind != "le_sde" else None)
     cfg = load_config(path, schema=schema)
     model = cfg.model.build()
     expected = {

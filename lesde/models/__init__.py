@@ -68,6 +68,7 @@ from ._spring import (
     SpringBlockSDE as SpringBlockSDE,
 )
 from ._spring_theory import (
+    mean_field_gains as mean_field_gains,
     rectified_velocity as rectified_velocity,
     spring_equilibrium as spring_equilibrium,
     stationary_gains as stationary_gains,

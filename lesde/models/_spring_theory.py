@@ -133,3 +133,57 @@ def stationary_gains(
         return d1 + j * f_star / k
     d_last = (load - f_star) / k
     return d_last - (L - np.arange(1, L + 1)) * f_star / k
+
+
+def mean_field_gains(
+    num_blocks: int,
+    *,
+    stiffness: float = 1.0,
+    noise: Any,
+    mu_fwd: float,
+    mu_back: float | None = None,
+    load: float = 1.0,
+    eta: float = 0.01,
+    steps: int = 10_000,
+    control: str = "displacement",
+) -> np.ndarray:
+    r"""The gains d_1..d_L of the shaken map (Variant A) after `steps` steps from rest, in
+    the mean-field approximation: every block moves by its mean step,
+
+        x_l <- x_l + eta v(F_l),   F_l = k (x_{l+1} - 2 x_l + x_{l-1}),
+
+    v the rectified velocity of `rectified_velocity` (the mean of Phi(F + s xi) over the
+    shaking), with the boundaries of the map (x_0 = 0; x_{L+1} = y, or the load F on
+    block L). Its fixed point is `stationary_gains`; after a finite number of steps the
+    shallow blocks of a weakly shaken chain have not yet moved (a concave load curve),
+    while a strongly shaken asymmetric chain has relaxed to the convex fixed point:
+    where the curvature of these gains changes sign is the mean-field boundary of the
+    linear band at that horizon. Vectorised over `noise` (an array of shakings s > 0):
+    returns gains of shape noise.shape + (L,).
+
+    Example: `mean_field_gains(7, noise=[0.05, 0.2], mu_fwd=0.1, mu_back=0.15)`.
+    """
+    L = check_positive_int("num_blocks", num_blocks)
+    k = _number("stiffness", stiffness, positive=True)
+    s = np.asarray(noise, dtype=float)
+    if not (np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError(f"noise must be finite and > 0, got {s!r}")
+    a = _number("mu_fwd", mu_fwd, nonnegative=True)
+    b = a if mu_back is None else _number("mu_back", mu_back, nonnegative=True)
+    load = _number("load", load)
+    eta = _number("eta", eta, positive=True)
+    steps = check_positive_int("steps", steps)
+    control = _control(control)
+    from scipy.special import ndtr
+
+    def g(z):
+        return z * ndtr(z) + np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+    sv = s[..., None]
+    x = np.zeros(s.shape + (L,))
+    for _ in range(steps):
+        tension = k * np.diff(x, axis=-1, prepend=0.0)
+        last = k * (load - x[..., -1:]) if control == "displacement" else np.full_like(x[..., -1:], load)
+        force = np.concatenate([tension[..., 1:], last], axis=-1) - tension
+        x = x + eta * (sv * g((force - a) / sv) - sv * g((-force - b) / sv))
+    return np.diff(x, axis=-1, prepend=0.0)

@@ -6,6 +6,8 @@ reports, and returns the command's exit status.
 
 - `simulate_command` (`run_simulation`): one LE-SDE run;
 - `sweep_command` (`run_sweep`): a batched parameter sweep, resumable;
+- `boundary_command` (`run_boundary`, `BoundaryConfig`): a phase boundary located by a
+  batched bracket search, with its width and finite-size scaling;
 - `spring_command` (`run_spring`, `spring_theory`): a spring-block model over seeds;
 - `train_command` (`run_trajectories`, `run_separation`): training real networks;
 - `fit_command` (`build_fit`, `closed_form_estimates`, `run_fit`, `fit_dataset`): a fit
@@ -25,6 +27,12 @@ from ._config import (
     SpringRunConfig as SpringRunConfig,
     SweepConfig as SweepConfig,
 )
+from ._boundary import (
+    boundary_command as boundary_command,
+    mean_field_boundary as mean_field_boundary,
+    run_boundary as run_boundary,
+)
+from ._boundary_config import BoundaryConfig as BoundaryConfig
 from ._configs import configs_command as configs_command, installed_configs as installed_configs
 from ._extensions import import_extensions as import_extensions
 from ._fit import (

@@ -19,6 +19,8 @@ def _command(data) -> str:
         return "?"
     if "sweep" in data:
         return "sweep"
+    if "boundary" in data:
+        return "boundary"
     if "experiment" in data:
         return "train"
     if "loss" in data and "optimizer" in data:

@@ -24,5 +24,6 @@ from ._sweep import (
     fingerprint_of as fingerprint_of,
     Grid as Grid,
     member_key as member_key,
+    MemberSolver as MemberSolver,
     sweep as sweep,
 )

@@ -353,13 +353,9 @@ def sweep(
     chunk_size = min(chunk_size, num_members)
     chunk_size = -(-chunk_size // len(devices)) * len(devices)
 
-    names = grid.names
-    run_chunk = _chunk_function(
-        build, fn, float(t1), float(dt), solver, int(seed),
-        None if ts is None else tuple(float(t) for t in np.asarray(ts).ravel()),
+    solver_ = MemberSolver(
+        build, fn, t1=t1, dt=dt, solver=solver, seed=seed, ts=ts, chunk_size=chunk_size,
     )
-    mesh = Mesh(np.array(devices), ("batch",))
-    sharding = NamedSharding(mesh, PartitionSpec("batch"))
 
     st = _Store(Path(store), fingerprint, num_members) if store is not None else None
     done_parts = st.load() if st is not None else []
@@ -376,20 +372,9 @@ def sweep(
     try:
         for lo in range(0, len(todo), chunk_size):
             members = todo[lo : lo + chunk_size]
-            padded = np.concatenate(
-                [members, np.full(chunk_size - len(members), members[-1], dtype=members.dtype)]
-            )
-            cells, s_idx = np.divmod(padded, seeds)
-            params = {k: jnp.asarray(v) for k, v in grid.params(cells).items()}
-            args = jax.device_put(
-                (params, jnp.asarray(cells, jnp.int32), jnp.asarray(s_idx, jnp.int32)), sharding
-            )
-            out = run_chunk(*args)
-            if jax.process_count() > 1:  # each process holds only its devices' shards
-                out = multihost_utils.process_allgather(out, tiled=True)
-            metrics, status = out
-            res = {k: np.asarray(v)[: len(members)] for k, v in metrics.items()}
-            res["status"] = np.asarray(status)[: len(members)]
+            cells, s_idx = np.divmod(members, seeds)
+            metrics, status = solver_.solve_chunk(grid.params(cells), cells, s_idx)
+            res = {**metrics, "status": status}
             parts.append({"member": members, **res})
             if st is not None:
                 st.save(members, res)
@@ -460,6 +445,79 @@ def auto_chunk_size(model, devices, fraction: float = 0.25, per_state: int = 24)
         budget = fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     per_device = int(budget // (per_state * state * len(devices)))
     return max(1, min(per_device, 4096)) * len(devices)
+
+
+class MemberSolver:
+    """Solves members given by their parameter values, a fixed number of members per
+    compiled call: the batched solve behind `sweep` and `lesde.boundary`.
+
+    Member i solves `build(params_i)` with the key `member_key(seed, ids[i],
+    seed_index[i])` and keeps `fn(t, X(t), model)` at t1 (or at each of `ts`), with its
+    status (see `lesde.Trajectory`; a flagged member's metrics are NaN). Every call
+    pads its members to `chunk_size` (repeating the last one) and shards them over the
+    visible devices, so all calls with the same parameter names share one compilation,
+    whatever their number of members.
+
+    **Arguments:**
+    - `build`, `fn`, `t1`, `dt`, `solver`, `seed`, `ts`: as in `sweep`.
+    - `chunk_size`: members per compiled call, rounded up to a multiple of the device
+      count.
+
+    Example (two members of one setting, different seeds):
+
+        ms = MemberSolver(build, fn, t1=10.0, dt=0.1, chunk_size=2)
+        metrics, status = ms.solve({"alpha": np.array([0.5, 0.5])}, np.array([0, 0]),
+                                   np.array([0, 1]))
+    """
+
+    def __init__(self, build, fn, *, t1: float, dt: float, solver: Any = None, seed: int = 0,
+                 ts: Any = None, chunk_size: int):
+        self.devices = jax.devices()
+        n = check_positive_int("chunk_size", chunk_size)
+        self.chunk_size = -(-n // len(self.devices)) * len(self.devices)
+        self.run_chunk = _chunk_function(
+            build, fn, float(t1), float(dt), solver, int(seed),
+            None if ts is None else tuple(float(t) for t in np.asarray(ts).ravel()),
+        )
+        self.sharding = NamedSharding(Mesh(np.array(self.devices), ("batch",)), PartitionSpec("batch"))
+        self.members_solved = 0
+        self.calls = 0
+
+    def solve_chunk(self, params: Mapping[str, np.ndarray], ids: np.ndarray, seed_index: np.ndarray):
+        """At most `chunk_size` members in one compiled call: ({name: values}, status),
+        NumPy arrays with the members first."""
+        ids = np.asarray(ids)
+        n = len(ids)
+        if not 0 < n <= self.chunk_size:
+            raise ValueError(f"a chunk holds 1 to {self.chunk_size} members, got {n}")
+
+        def pad(v):
+            v = np.asarray(v)
+            return np.concatenate([v, np.repeat(v[-1:], self.chunk_size - n, axis=0)])
+
+        args = jax.device_put(
+            ({k: jnp.asarray(pad(v)) for k, v in params.items()},
+             jnp.asarray(pad(ids), jnp.int32), jnp.asarray(pad(seed_index), jnp.int32)),
+            self.sharding,
+        )
+        out = self.run_chunk(*args)
+        if jax.process_count() > 1:  # each process holds only its devices' shards
+            out = multihost_utils.process_allgather(out, tiled=True)
+        metrics, status = out
+        self.members_solved += n
+        self.calls += 1
+        return {k: np.asarray(v)[:n] for k, v in metrics.items()}, np.asarray(status)[:n]
+
+    def solve(self, params: Mapping[str, np.ndarray], ids: np.ndarray, seed_index: np.ndarray):
+        """Any number of members, chunk by chunk; returns what `solve_chunk` returns."""
+        ids, seed_index = np.asarray(ids), np.asarray(seed_index)
+        parts = []
+        for lo in range(0, len(ids), self.chunk_size):
+            sl = slice(lo, lo + self.chunk_size)
+            parts.append(self.solve_chunk({k: np.asarray(v)[sl] for k, v in params.items()},
+                                          ids[sl], seed_index[sl]))
+        metrics = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+        return metrics, np.concatenate([p[1] for p in parts])
 
 
 @functools.lru_cache(maxsize=16)
