@@ -54,10 +54,10 @@ def test_simulate_writes_a_complete_run(tmp_path, capsys):
     assert not list(out.glob(".*partial"))
 
 
-# train_*.yaml are `lesde train` configs, checked in test_train_cli.py; fit_*.yaml are
-# `lesde fit` configs, checked in test_fit_cli.py
+# train_*.yaml and separation_*.yaml are `lesde train` configs, checked in
+# test_train_cli.py; fit_*.yaml are `lesde fit` configs, checked in test_fit_cli.py
 SOLVER_CONFIGS = sorted(
-    p for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("train_", "fit_"))
+    p for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("train_", "fit_", "separation_"))
 )
 
 
