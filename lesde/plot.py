@@ -595,7 +595,7 @@ def plot_noise_nonlinearity(
     from .nets import NOISE_AXES
 
     names = list(panels)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 4.6), squeeze=False)
     for ax, title in zip(axes[0], names):
         ds = panels[title]
         dims = [d for d in ds["curve"].dims if d not in ("seed", "epoch", "layer")]
@@ -633,14 +633,15 @@ def plot_noise_nonlinearity(
             ax.axhline(k, color="0.5", lw=0.5)
         ax.set_xlim(0, nx)
         ax.set_ylim(ny, 0)
-        ax.set_xticks(np.arange(nx) + 0.5, [f"{v:.2g}" for v in values[order]], fontsize=7, rotation=45)
+        ticks = [str(int(v)) if float(v).is_integer() and v >= 1 else f"{v:.2g}" for v in values[order]]
+        ax.set_xticks(np.arange(nx) + 0.5, ticks, fontsize=7)
         slopes = np.asarray(ds["negative_slope"], float)
         ax.set_yticks(np.arange(ny) + 0.5, [f"{v:.2g}" for v in slopes], fontsize=7)
         ax.set_xlabel(f"{PANEL_TITLES.get(axis, axis)} (more noise to the left)", fontsize=9)
         ax.set_ylabel("leaky slope a (0: ReLU, 1: linear)", fontsize=9)
         ax.set_title(f"{title}: {ds.attrs.get('dataset', '')}, {ds.sizes['seed']} seeds, epoch {ep}", fontsize=9)
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap="gray"), ax=ax, orientation="horizontal",
-                     fraction=0.05, pad=0.2, label="test accuracy")
+                     fraction=0.05, pad=0.16, label="test accuracy")
     measure = panels[names[0]].attrs.get("measure", "")
     fig.suptitle(f"min-max normalised load curves of {measure.replace('_', ' ')}\n"
                  "dot: most accurate cell of a row; box: most linear cell (smallest |curvature|)", fontsize=9)

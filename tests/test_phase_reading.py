@@ -60,6 +60,9 @@ def test_batch_size_axis_is_read_with_small_batches_as_more_noise():
     finite = [float(v) for v in r["crossing"]]
     np.testing.assert_allclose(finite, want, atol=1e-6)
     assert r["boundary_rank_correlation"]["value"] == pytest.approx(1.0)  # log size grows with a
+    # accuracy 0.9 - |c| peaks at the crossing: the best cell lies within half a grid step
+    # (log10 2 / 2) of it, signed along the noise
+    assert all(abs(v) <= np.log10(2) / 2 + 1e-6 for v in r["best_minus_crossing"])
 
 
 def test_seed_noise_gives_intervals_that_contain_the_truth():
@@ -105,3 +108,14 @@ def test_noise_nonlinearity_figure(tmp_path, fmt):
     close(fig)
     with pytest.raises(ValueError, match="negative_slope and one noise axis"):
         plot_noise_nonlinearity({"x": synthetic().isel(negative_slope=0, drop=True)})
+
+
+@pytest.mark.parametrize("axis, values", [("data_noise", None), ("batch_size", [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560])])
+def test_best_cell_beyond_the_boundary_reads_positive_on_every_axis(axis, values):
+    """Accuracy peaking where the load curve is already convex (c = +0.2: more noise than
+    the crossing) gives best_minus_crossing > 0, on the batch-size axis too."""
+    ds = synthetic(axis, values)
+    ds["test_acc"][:] = 0.9 - np.abs(ds["curvature"] - 0.2)
+    r = read_phase_diagram(ds, resamples=20)
+    assert r["mean_best_minus_crossing"]["value"] > 0
+    assert all(v > 0 for v in r["best_minus_crossing"] if v is not None)

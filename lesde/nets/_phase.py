@@ -53,9 +53,11 @@ def _crossing(position: np.ndarray, c: np.ndarray) -> float:
     return float("inf")
 
 
-def _statistics(c: np.ndarray, acc: np.ndarray, slopes: np.ndarray, position: np.ndarray) -> dict:
+def _statistics(c: np.ndarray, acc: np.ndarray, slopes: np.ndarray, position: np.ndarray,
+                direction: int = 1) -> dict:
     """The reading of seed-mean curvature `c` and accuracy `acc`, both (rows, columns)
-    with columns in increasing noise."""
+    with columns in increasing noise; `direction` -1 where the position decreases with
+    the noise (batch size)."""
     rows = c.shape[0]
     crossing = np.array([_crossing(position, c[r]) for r in range(rows)])
     rho = np.array([_spearman(np.abs(c[r]), acc[r]) for r in range(rows)])
@@ -66,7 +68,7 @@ def _statistics(c: np.ndarray, acc: np.ndarray, slopes: np.ndarray, position: np
     finite = np.isfinite(crossing)
     diag = _spearman(slopes[finite], crossing[finite]) if finite.sum() >= 3 else float("nan")
     best_pos = np.array([position[b] if b >= 0 else np.nan for b in best])
-    from_crossing = np.where(finite, best_pos - np.where(finite, crossing, 0.0), np.nan)
+    from_crossing = np.where(finite, direction * (best_pos - np.where(finite, crossing, 0.0)), np.nan)
     return dict(
         crossing=crossing, row_rank_correlation=rho, best_minus_linear=offset,
         best_minus_crossing=from_crossing,
@@ -105,8 +107,8 @@ def read_phase_diagram(
       over rows; per row, the grid offset of the most accurate cell from the most linear
       one (`best_minus_linear`, in cells, positive = at more noise) and the mean of its
       absolute value; per row, the position of the most accurate cell minus the row's
-      crossing (`best_minus_crossing`, in position units, positive = at more noise than
-      the boundary) and its mean over the rows with a crossing. The most linear cell by
+      crossing (`best_minus_crossing`, in position units, signed so that positive = at
+      more noise than the boundary, also on the batch-size axis) and its mean over the rows with a crossing. The most linear cell by
       |c| can also sit where training fails (c returns towards 0 at the highest noise),
       which the distance from the crossing does not confuse with the boundary.
 
@@ -140,7 +142,7 @@ def read_phase_diagram(
     c = np.asarray(sel["curvature"], float)[:, order]
     acc = np.asarray(sel["test_acc"], float)[:, order]
     slopes = np.asarray(ds["negative_slope"], float)
-    point = _statistics(c.mean(-1), acc.mean(-1), slopes, position)
+    point = _statistics(c.mean(-1), acc.mean(-1), slopes, position, direction)
 
     rng = np.random.default_rng(seed)
     n = c.shape[-1]
@@ -149,7 +151,7 @@ def read_phase_diagram(
     boots = {k: [] for k in scalars}
     for _ in range(int(resamples)):
         pick = rng.integers(0, n, n)
-        st = _statistics(c[..., pick].mean(-1), acc[..., pick].mean(-1), slopes, position)
+        st = _statistics(c[..., pick].mean(-1), acc[..., pick].mean(-1), slopes, position, direction)
         for k in scalars:
             boots[k].append(st[k])
     q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
