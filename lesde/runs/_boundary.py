@@ -14,7 +14,7 @@ from ..boundary import (
     CELL_STATUS, finite_size_scaling, GAP_NAME, locate_boundary, transition_width,
 )
 from ..io import (
-    check_output_dir, INTERRUPTED, output_lock, OutputError, remove_stale, versions, write_netcdf,
+    check_output_dir, INTERRUPTED, output_lock, remove_stale, versions, write_netcdf,
 )
 from ..io._atomic import write_json
 from ..metrics import load_curve, metric_attrs, metrics_fn
@@ -23,8 +23,8 @@ from ..plot import close, plot_boundary
 from ..solve import STATUS_NAMES
 from ._boundary_config import BoundaryConfig
 from ._cf import describe
-from ._config import ConfigError, is_map, load_config
-from ._report import warn
+from ._config import is_map, load_config
+from ._report import checked, REFUSED, warn
 
 RESULT = "boundary.nc"
 PICTURE = "boundary.png"
@@ -316,16 +316,11 @@ def boundary_command(config, out, *, progress: bool = True) -> int:
     located (not bracketed, non-monotone or flagged members), 2 a bad config or output
     folder (refused before any compute), 130 interrupted (no summary.json).
     """
-    try:
-        config = load_config(config, schema=BoundaryConfig)
-    except (ConfigError, ValueError) as e:
-        print(f"lesde boundary: {e}", file=sys.stderr)
-        return 2
-    try:
-        out = check_output_dir(out)
-    except OutputError as e:
-        print(f"lesde boundary: {e}", file=sys.stderr)
-        return 2
+    source = config
+    ready = checked("boundary", lambda: (load_config(source, schema=BoundaryConfig), check_output_dir(out)))
+    if ready is None:
+        return REFUSED
+    config, out = ready
     with output_lock(out, "lesde boundary"):
         remove_stale(out, (SUMMARY, RESULT, PICTURE))  # replaced: not from this run
         try:
