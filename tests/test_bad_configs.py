@@ -13,7 +13,9 @@ import yaml
 
 import lesde.runs._config as config_module
 from lesde.cli import main
-from lesde.runs import ConfigError, load_config, load_fit_config, load_train_config, SpringRunConfig, SweepConfig
+from lesde.runs import (
+    BoundaryConfig, ConfigError, load_config, load_fit_config, load_train_config, SpringRunConfig, SweepConfig,
+)
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 MACHINE = 24 * 10**9  # the memory the checks see in these tests: "24 GB"
@@ -364,7 +366,7 @@ def test_what_stays_accepted(tmp_path):
 
 def test_shipped_configs_still_load():
     for path in sorted(CONFIGS.glob("*.yaml")):
-        if path.name.startswith("train_"):
+        if path.name.startswith(("train_", "separation_")):
             load_train_config(path)
         elif path.name.startswith("fit_"):
             load_fit_config(path)
@@ -372,6 +374,7 @@ def test_shipped_configs_still_load():
             data = yaml.safe_load(path.read_text())
             spring = data["model"].get("kind", "le_sde") != "le_sde"
             load_config(path, schema=SweepConfig if "sweep" in data else
+                        BoundaryConfig if "boundary" in data else
                         SpringRunConfig if spring else None)
     load_config(None)
     load_config(None, schema=SpringRunConfig)

@@ -92,8 +92,9 @@ def test_separation_config_errors(tmp_path, change, match):
 
 PANELS = {
     **SEP,
+    "network": {"width": 4, "depth": 2},
     "grid": {"negative_slope": [0.0, 1.0]},
-    "panels": {"data_noise": {"data_noise": [0.0, 0.5]}, "batch_size": {"batch_size": [7, 21], "epochs": 1}},
+    "panels": {"data_noise": {"data_noise": [0.0, 0.5]}, "dropout": {"dropout": [0.0, 0.2], "epochs": 1}},
 }
 
 
@@ -107,16 +108,16 @@ def test_separation_panels_end_to_end_resume_and_stale_panels(tmp_path, capsys):
     cfg = _write(tmp_path, PANELS)
     assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
     names = {p.name for p in out.iterdir()}
-    assert {"separation_data_noise.nc", "separation_batch_size.nc", "phase_diagram.png", "summary.json"} <= names
+    assert {"separation_data_noise.nc", "separation_dropout.nc", "phase_diagram.png", "summary.json"} <= names
     assert "separation.nc" not in names and "load_curves.png" not in names
-    for name, axis, epochs in (("data_noise", "data_noise", 2), ("batch_size", "batch_size", 1)):
+    for name, axis, epochs in (("data_noise", "data_noise", 2), ("dropout", "dropout", 1)):
         assert_cf(out / f"separation_{name}.nc")
         with xr.open_dataset(out / f"separation_{name}.nc") as ds:
             assert set(ds["curve"].dims) == {"negative_slope", axis, "seed", "epoch", "layer"}
             assert int(ds["epoch"][-1]) == epochs and ds.attrs["measure"] == "log_trace_ratio"
             assert np.all(ds["stop_epoch"].values == epochs)
     summary = json.loads((out / "summary.json").read_text())["results"]["panels"]
-    assert set(summary) == {"data_noise", "batch_size"}
+    assert set(summary) == {"data_noise", "dropout"}
     for name, panel in summary.items():
         assert len(panel["cells"]) == 4 and panel["reading"]["axis"] == name
         assert set(panel["reading"]["mean_rank_correlation"]) == {"value", "low", "high"}
@@ -126,8 +127,8 @@ def test_separation_panels_end_to_end_resume_and_stale_panels(tmp_path, capsys):
     fewer = {**PANELS, "panels": {"data_noise": PANELS["panels"]["data_noise"]}}
     assert main(["train", str(_write(tmp_path, fewer, "d.yaml")), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "removed separation_batch_size.nc" in text and "kept (same configuration)" in text
-    assert not (out / "separation_batch_size.nc").exists()
+    assert "removed separation_dropout.nc" in text and "kept (same configuration)" in text
+    assert not (out / "separation_dropout.nc").exists()
 
 
 def test_digits_refuses_n_per_class(tmp_path, capsys):
