@@ -518,19 +518,21 @@ def draw_matrix(ax, matrix, *, title: str = "", label: str = "impact", vmax: flo
 
 
 def plot_separation_grid(
-    ds, path: str | Path | None = None, *, variable: str = "D_trace", epoch=None,
+    ds, path: str | Path | None = None, *, variable: str | None = None, epoch=None,
     dpi: float | None = None,
 ):
     """The spring-block authors' layout for real networks: on the grid of the last two
     swept dimensions of a `train_separation` result (x: the last, y: the one before; one
-    panel per setting of any further ones) each cell shows the seed-mean load curve of
-    `variable` at `epoch` (default the last), normalised as in the spec's load curve,
+    panel per setting of any further ones) each cell shows the seed-mean load curve at
+    `epoch` (default the last), coloured by the cell's mean test accuracy. By default the
+    curve is the result's `curve`, the min-max normalised load curve of the measure whose
+    curvature and shape `train_separation` reports (its `measure` attribute); a
+    `variable` such as "D_trace" or "D" draws that sequence instead, normalised as
 
-        (D_l - D_L) / (D_0 - D_L),   l = 0..L-1,
-
-    (so its gains are the `separation_gains` d_l = D_{l-1} - D_l whose curvature and
-    shape `train_separation` reports) coloured by the cell's mean test accuracy.
+        (D_l - D_L) / (D_0 - D_L),   l = 0..L-1.
     """
+    if variable is None:
+        variable = "curve" if "curve" in ds else "D_trace"  # results of earlier versions: D_trace
     plt = _pyplot()
     from matplotlib import cm, colors
 
@@ -551,14 +553,19 @@ def plot_separation_grid(
     for sub, sel in zip(subs, panels):
         d = np.asarray(mean_d.isel(sel).transpose(y, x, "layer"))
         a = np.asarray(acc.isel(sel).transpose(y, x))
-        span = d[..., :1] - d[..., -1:]
-        curve = (d - d[..., -1:]) / np.where(span != 0, span, 1)
+        if variable == "curve":  # the seed mean of min-max curves, min-max normalised again
+            lo, hi = np.nanmin(d, -1, keepdims=True), np.nanmax(d, -1, keepdims=True)
+            curve = (d - lo) / np.where(hi > lo, hi - lo, np.nan)
+        else:
+            span = d[..., :1] - d[..., -1:]
+            curve = (d - d[..., -1:]) / np.where(span != 0, span, 1)
         colours = [[cmap(norm(v)) for v in row] for row in a]
         _curve_grid(sub, curve, colours, np.asarray(ds[x]), np.asarray(ds[y]))
         title = ", ".join(f"{_name(ds[k])} = {np.asarray(ds[k])[i]:.3g}" for k, i in sel.items())
         sub.supxlabel(_name(ds[x]), fontsize=9)
         sub.supylabel(_name(ds[y]), fontsize=9)
-        sub.suptitle((title + "\n" if title else "") + f"load curves of {_name(ds[variable])}, epoch {ep}", fontsize=9)
+        what = ds.attrs.get("measure", "").replace("_", " ") if variable == "curve" else _name(ds[variable])
+        sub.suptitle((title + "\n" if title else "") + f"load curves of {what}, epoch {ep}", fontsize=9)
         sub.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=sub.axes, label="test accuracy", shrink=0.8)
     if path is not None:
         _save(fig, path, dpi)

@@ -119,3 +119,19 @@ def test_best_cell_beyond_the_boundary_reads_positive_on_every_axis(axis, values
     r = read_phase_diagram(ds, resamples=20)
     assert r["mean_best_minus_crossing"]["value"] > 0
     assert all(v > 0 for v in r["best_minus_crossing"] if v is not None)
+
+
+def test_separation_grid_draws_the_measure_curve_by_default(tmp_path):
+    """`plot_separation_grid` draws the result's `curve` (the load curve of its measure)
+    unless told another variable, and says which."""
+    from lesde.plot import close, plot_separation_grid
+
+    ds = synthetic()
+    ds["D_trace"] = ds["curve"] * 2.0 + 1.0
+    fig = plot_separation_grid(ds, tmp_path / "grid.png")
+    titles = [t.get_text() for sub in fig.subfigs for t in sub.texts]
+    assert any("load curves of log trace ratio" in t for t in titles), titles
+    close(fig)
+    fig = plot_separation_grid(ds, tmp_path / "grid_d.png", variable="D_trace")
+    assert not any("log trace ratio" in t.get_text() for sub in fig.subfigs for t in sub.texts)
+    close(fig)
