@@ -186,3 +186,22 @@ def test_train_separation_end_to_end(tmp_path):
         assert ds["test_acc"].min() >= 0 and ds["test_acc"].max() <= 1
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["results"]["cells"]) == 4
+
+
+def test_a_damaged_panel_file_is_trained_again(tmp_path, capsys):
+    """A panel file cut short (an interrupted copy, a full disk) is not kept: the panel is
+    trained again and the file replaced."""
+    import xarray as xr
+
+    out = tmp_path / "out"
+    one = {**PANELS, "panels": {"data_noise": PANELS["panels"]["data_noise"]}}
+    cfg = _write(tmp_path, one)
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    path = out / "separation_data_noise.nc"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert "kept" not in capsys.readouterr().out
+    with xr.open_dataset(path) as ds:
+        assert ds["curve"].sizes["data_noise"] == 2

@@ -350,7 +350,7 @@ def run_separation(config, out: Path, progress: bool = True) -> dict:
     grid of the leaky slope against one noise axis, `lesde.nets.read_phase_diagram`'s
     reading, with the datasets under '_datasets'. A panel file already there from the
     same configuration is kept (an interrupted run resumes at the next panel)."""
-    from ..io import open_result
+    from ..io import open_result, ResultError
 
     data = config.data.build()
     t = config.train
@@ -364,12 +364,12 @@ def run_separation(config, out: Path, progress: bool = True) -> dict:
         ds = None
         if path.is_file():
             try:
-                old = open_result(path)
-            except Exception:  # noqa: BLE001 - a damaged file is retrained
-                old = None
-            if old is not None and old.attrs.get("config_fingerprint") == stamp:
-                print(f"{path.name}: kept (same configuration)")
-                ds = old.load()
+                with open_result(path) as old:
+                    if old.attrs.get("config_fingerprint") == stamp:
+                        ds = old.load()
+                        print(f"{path.name}: kept (same configuration)")
+            except (ResultError, OSError):  # a damaged file is trained again
+                ds = None
         if ds is None:
             label = "" if name is None else f"panel {name}: "
             print(f"{label}{g.num_cells()} cells x {t.seeds} seeds, {epochs} epochs")
