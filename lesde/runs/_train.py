@@ -29,9 +29,10 @@ PARTS = "parts"
 """The folder, in the output folder, of the part files of blocks of trials."""
 
 
-def run_trajectories(config, out: Path, progress: bool = True) -> dict:
+def run_trajectories(config, out: Path, progress: bool = True, data=None) -> dict:
     """Experiment 1 of a `TrajectoriesConfig`: one trajectory log per corruption fraction,
-    written to out/log_p<p>.nc as soon as it is complete.
+    written to out/log_p<p>.nc as soon as it is complete. `data`: the config's data set
+    if already built (else it is built here).
 
     A fraction is trained in blocks of `train.trials_per_block` trials (default: one
     block of all trials); with several blocks each finished block is written at once to
@@ -52,7 +53,7 @@ def run_trajectories(config, out: Path, progress: bool = True) -> dict:
 
     **Returns:** {p: log} in the order of `config.corruption`.
     """
-    data = config.data.build()
+    data = config.data.build() if data is None else data
     t = config.train
     stamp = _trajectories_fingerprint(config)
     snaps = log_spaced_steps(t.steps, t.snapshots, multiple=t.eval_every) if t.snapshots else None
@@ -232,13 +233,13 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
 
     def prepare():
         cfg = load_train_config(source)
-        cfg.data.build()  # data-level checks before any training
-        return cfg, check_output_dir(out)
+        data = cfg.data.build()  # data-level checks before any training; trained on below
+        return cfg, data, check_output_dir(out)
 
     ready = checked("train", prepare)
     if ready is None:
         return REFUSED
-    config, out = ready
+    config, data, out = ready
     with output_lock(out, "lesde train"):
         stale = [COMPLETE_MARKER, "logits.png", "validation.png", "load_curves.png", "phase_diagram.png"]
         if isinstance(config, TrajectoriesConfig):  # logs and parts of fractions this run does not train
@@ -255,7 +256,7 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
             print(f"removed {', '.join(removed)}: from an earlier run, for {what} this "
                   "configuration does not train")
         try:
-            return _train_into(config, source, out, progress)
+            return _train_into(config, source, out, progress, data)
         except KeyboardInterrupt:
             if isinstance(config, TrajectoriesConfig):
                 kept = _kept_files(config, out)
@@ -292,13 +293,13 @@ def _log_name(p: float) -> str:
     return f"log_p{p:.4f}.nc"
 
 
-def _train_into(config, source, out: Path, progress: bool) -> int:
+def _train_into(config, source, out: Path, progress: bool, data) -> int:
     marker = out / COMPLETE_MARKER
     print(f"lesde {__version__}: lesde train ({config.experiment}); config: {source}")
     start = time.perf_counter()
     written = []
     if isinstance(config, TrajectoriesConfig):
-        logs = run_trajectories(config, out, progress=progress)
+        logs = run_trajectories(config, out, progress=progress, data=data)
         results = _trajectory_summary(logs)
         print(f"{'p':>8} {'final val acc (median)':>24} {'train loss (last 10%)':>22}")
         for p, row in results.items():
@@ -313,7 +314,7 @@ def _train_into(config, source, out: Path, progress: bool) -> int:
             written.append("validation.png")
         written = [_log_name(p) for p in logs] + written
     else:
-        results = run_separation(config, out, progress=progress)
+        results = run_separation(config, out, progress=progress, data=data)
         datasets = results.pop("_datasets")
         written += [_panel_file(name) for name in datasets]
         if config.panels:
@@ -343,8 +344,9 @@ def _panel_file(name: str | None) -> str:
     return "separation.nc" if name is None else f"separation_{name}.nc"
 
 
-def run_separation(config, out: Path, progress: bool = True) -> dict:
-    """Experiment 2 of a `SeparationConfig`: trains the grid (or each panel in turn),
+def run_separation(config, out: Path, progress: bool = True, data=None) -> dict:
+    """Experiment 2 of a `SeparationConfig` (`data`: its data set if already built, else
+    built here): trains the grid (or each panel in turn),
     writes out/separation.nc (out/separation_<panel>.nc) as soon as each is trained and
     returns a summary per panel: the seed means per cell at the last epoch and, for a
     grid of the leaky slope against one noise axis, `lesde.nets.read_phase_diagram`'s
@@ -352,7 +354,7 @@ def run_separation(config, out: Path, progress: bool = True) -> dict:
     same configuration is kept (an interrupted run resumes at the next panel)."""
     from ..io import open_result, ResultError
 
-    data = config.data.build()
+    data = config.data.build() if data is None else data
     t = config.train
     results, datasets = {}, {}
     base = config.model_dump(mode="json", include={"data", "network", "train"})
