@@ -491,3 +491,39 @@ def test_mismatched_models_are_refused():
         F.free_parameters(ode, initial=True)
     with pytest.raises(ValueError, match="learning_rate must be"):
         F.fit(ode, loss, learning_rate=-1.0, progress=False)
+
+
+def test_fits_compile_once_per_structure(monkeypatch):
+    """A second fit, a bootstrap and repeated loss evaluations with new data values and
+    new starting values (the same model structure, data times and settings) trace
+    nothing: the loss is evaluated inside a trace only while JAX compiles."""
+    K, T, S = 3, 4, 60
+    traces = []
+    real = F.ClassMeanLoss.value
+    monkeypatch.setattr(F.ClassMeanLoss, "value",
+                        lambda self, p: (traces.append(1), real(self, p))[1])
+    truth = lesde.LEODE(lesde.LocallyElastic(0.03, 0.005), "identity", K)
+    ts = np.arange(S, dtype=float)
+    rng = np.random.default_rng(1)
+
+    def log_of(seed):
+        xbar = np.asarray(_solve_class_means(truth, ts, jr.normal(jr.key(seed), (K, K))))
+        label = rng.integers(0, K, (T, S))
+        logits = xbar[np.arange(S)[None, :], label] + 0.05 * rng.standard_normal((T, S, K))
+        return lesde.io.make_log(np.zeros((T, S), int), label, logits, np.zeros((T, S)))
+
+    def loss_of(log, idx=None):
+        return F.ClassMeanLoss(F.ClassMeans.from_log(log, window=10, trials=idx), num_steps=20)
+
+    def start(alpha):
+        return F.Parameters(lesde.LEODE(lesde.LocallyElastic(alpha, 0.0), "identity", K))
+
+    log_a = log_of(30)
+    res = F.fit(start(0.02), loss_of(log_a), steps=3, progress=False)
+    F.loss_value(res.params, loss_of(log_a))
+    first = len(traces)
+    assert first > 0
+    F.fit(start(0.01), loss_of(log_of(31)), steps=3, progress=False)
+    F.bootstrap(res, lambda idx: loss_of(log_a, idx), T, samples=2, steps=3, progress=False)
+    F.loss_value(start(0.05), loss_of(log_of(32)))
+    assert len(traces) == first

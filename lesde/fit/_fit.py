@@ -223,7 +223,13 @@ def fit(
     )
 
 
+@eqx.filter_jit
+def _value(params, loss):
+    return loss.value(params)
+
+
 def loss_value(params: Parameters, loss: AbstractLoss) -> float:
-    """The loss of `params` (checked first), as a float."""
+    """The loss of `params` (checked first), as a float. Compiled once per structure of
+    the parameters and the loss, not per call."""
     loss.check(params)
-    return float(eqx.filter_jit(lambda p, l: l.value(p))(params, loss))
+    return float(_value(params, loss))
