@@ -92,7 +92,8 @@ def choose_ensemble_layout(
         return "trial-minor"
     if refusal is not None:
         return "vmap"
-    member_minor = choose_layout(model).packed_shape[-1]
+    packed = choose_layout(model).packed_shape
+    member_minor = packed[-1] if packed else 1
     return "trial-minor" if num_trials > member_minor else "vmap"
 
 
