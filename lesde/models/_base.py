@@ -5,6 +5,7 @@ import abc
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
@@ -79,6 +80,14 @@ class AbstractDynamics(eqx.Module):
         K, p, n = z.shape
         f = self.drift(t, z.transpose(0, 2, 1).reshape(K * n, p))
         return f.reshape(K, n, p).transpose(0, 2, 1)
+
+    def trial_minor_drift(self, t, z: Float[Array, "... B"]) -> Float[Array, "... B"]:
+        """f(t, X) for a batch of B states stored with the trials on the minor axis,
+        z[..., b] = X_b (shape (*state_shape, B)), for `lesde.solve.simulate_ensemble`.
+        Default: the model's `drift` vmapped over that axis; override it to compute the
+        drift in that layout directly, so that every vector operation runs along the
+        long trial axis (the `LEODE` does)."""
+        return jax.vmap(self.drift, in_axes=(None, -1), out_axes=-1)(t, z)
 
 
 class AbstractMap(eqx.Module):

@@ -25,8 +25,9 @@ class AbstractImpact(eqx.Module):
         """E(t) as a dense K x K matrix."""
 
     @abc.abstractmethod
-    def apply(self, t, g: Float[Array, "K p"]) -> Float[Array, "K p"]:
-        """E(t) @ g."""
+    def apply(self, t, g: Float[Array, "K *rest"]) -> Float[Array, "K *rest"]:
+        """E(t) @ g, contracting the leading (class) axis of g: g of shape (K, p), or
+        (K, p, B) for B states with the trials on the minor axis."""
 
     @abc.abstractmethod
     def check(self, num_classes: int) -> None:
@@ -91,7 +92,8 @@ class General(AbstractImpact):
         return self.schedule(t)
 
     def apply(self, t, g):
-        return self.schedule(t) @ g
+        e = self.schedule(t)
+        return e @ g if g.ndim <= 2 else jnp.tensordot(e, g, axes=1)
 
     def check(self, num_classes):
         if self.num_classes != num_classes:

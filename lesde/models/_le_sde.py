@@ -280,6 +280,12 @@ class LEODE(AbstractDynamics):
         g = self.gradient(x, jnp.arange(self.num_classes), self.num_classes)
         return -self.impact.apply(t, g) / self.num_classes
 
+    def trial_minor_drift(self, t, z: Float[Array, "K p B"]) -> Float[Array, "K p B"]:
+        """The drift of B LE-ODEs at once, stored with the trials on the minor axis
+        (z[k, c, b] = Xbar_{b, k c}): the gradient model's `trial_minor` and E(t) acting
+        on the class axis, so every vector operation runs along the B trials."""
+        return -self.impact.apply(t, self.gradient.trial_minor(z)) / self.num_classes
+
     def default_solver(self) -> UnrolledTsit5:
         """`UnrolledTsit5` ('tsit5'): the LE-ODE has no noise and a smooth drift, and on
         its small state the unrolled stages make reverse-mode gradients cheaper."""

@@ -18,6 +18,11 @@ from ._health import (
     SUCCESS as SUCCESS,
 )
 from ._simulate import simulate as simulate, SOLVERS as SOLVERS, Trajectory as Trajectory
+from ._ensemble import (
+    choose_ensemble_layout as choose_ensemble_layout,
+    ENSEMBLE_LAYOUTS as ENSEMBLE_LAYOUTS,
+    simulate_ensemble as simulate_ensemble,
+)
 from ._sweep import (
     check_cells as check_cells,
     dim_name as dim_name,
