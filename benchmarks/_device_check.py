@@ -2,8 +2,11 @@
 when one is visible) and checks that it computes what the CPU computes.
 
     python benchmarks/bench_performance.py --device-check           # full, < 8 min on a GPU
-    python benchmarks/bench_performance.py --device-check --quick   # seconds, any machine
-    python benchmarks/_device_check.py [--quick] [--out FILE] [--budget-s S]
+    python benchmarks/bench_performance.py --device-check --quick   # small sizes, any machine
+    python benchmarks/_device_check.py [--quick] [--out FILE] [--budget-s S] [--hard-s S]
+                                       [--parts reference sweep spring fit]
+
+The quick mode takes about a minute on a 2-core CPU, nearly all of it compilation.
 
 Parts, each on the default device, each in its own try/except (an error is recorded and
 the next part runs), the results written after every part:
@@ -172,7 +175,11 @@ def agreement(run, tol: float, what: str) -> dict:
     for name, dev in (("cpu", cpu), ("default", default)):
         with jax.default_device(dev):
             t = time.perf_counter()
-            out = jax.block_until_ready(run(dev))
+            try:
+                out = jax.block_until_ready(run(dev))
+            except Exception as e:  # noqa: BLE001 - recorded; the part's figures are kept
+                return {**res, "status": f"error on {name} device: {type(e).__name__}: {e}",
+                        "passed": False, "traceback": traceback.format_exc()}
             res[f"{name}_s (compile + run)"] = time.perf_counter() - t
         leaves = [x for x in jax.tree_util.tree_leaves(out) if isinstance(x, jax.Array)]
         where[name] = sorted({str(d) for x in leaves for d in x.devices()})
@@ -215,6 +222,12 @@ def device_environment() -> dict:
     return env
 
 
+def repeats_within(run_s: float, room_s: float, most: int) -> int:
+    """Repeats of a run of `run_s` seconds that fit in `room_s` (at least 1, at most
+    `most`)."""
+    return max(1, min(most, int(room_s / max(run_s, 1e-6))))
+
+
 def timed_runs(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -225,17 +238,33 @@ def timed_runs(fn, repeats: int) -> list[float]:
 
 
 # ------------------------------------------------------------------------------ parts
-def part_reference(cfg, budget: Budget, clock: CompileClock) -> dict:
+def stream_bandwidth(n: int, most: int) -> float:
+    """Bytes per second read and written by x * 1.0001 + 1 on n float32 (as
+    bench_performance.part_bandwidth measures it), the median of up to `most` calls
+    (about 3 s of calls at most, for a slow CPU)."""
+    x = jnp.ones((n,), jnp.float32)
+    f = jax.jit(lambda x: x * 1.0001 + 1.0)
+    jax.block_until_ready(f(x))
+    one = timed_runs(lambda: f(x), 1)[0]
+    t = timed_runs(lambda: f(x), max(3, min(most, int(3.0 / one))))
+    return 2 * 4 * n / statistics.median(t)
+
+
+def part_reference(cfg, budget: Budget, clock: CompileClock, res: dict) -> None:
     from bench_performance import DT, K, N_PER, job_params, lesde_member_fn
 
     steps = cfg["ref_steps"]
     classes = lesde.Classes.balanced(K, N_PER)
     fn = jax.jit(jax.vmap(lesde_member_fn(classes, steps, DT)))
 
-    def measure(batch):
+    def measure(batch, reserve):
+        """Compile and time the job at `batch`, leaving `reserve` x (compile + run)
+        seconds of the part's share for what follows (the agreement's CPU run)."""
         args = on_device(job_params(batch), jax.devices()[0])  # as the agreement's inputs
         _, first, compile_s, _ = clock.timed(fn, *args)
-        times = timed_runs(lambda: fn(*args), cfg["repeats"])
+        run_s = max(first - compile_s, 1e-6)
+        room = budget.for_part("reference") - reserve * first
+        times = timed_runs(lambda: fn(*args), repeats_within(run_s, room, cfg["repeats"]))
         med = statistics.median(times)
         state = batch * K * N_PER * K * 4
         return {"batch": batch, "compile_s": compile_s, "first_call_s": first,
@@ -243,17 +272,10 @@ def part_reference(cfg, budget: Budget, clock: CompileClock) -> dict:
                 "solve_bytes_per_step_min": 4 * state,
                 "solve_bytes_per_s": 4 * state * steps / med}
 
-    res = {"job": {"model": "ce", "K": K, "n_per_class": N_PER, "p": K, "steps": steps,
-                   "dt": DT, "solver": "euler", "noise": "independent"}}
-    # streaming bandwidth, as bench_performance.part_bandwidth measures it
-    stream = {}
-    for n in cfg["stream_floats"]:
-        x = jnp.ones((n,), jnp.float32)
-        f = jax.jit(lambda x: x * 1.0001 + 1.0)
-        jax.block_until_ready(f(x))
-        t = timed_runs(lambda: f(x), 5 * cfg["repeats"])
-        stream[f"{4 * n / 2**20:.0f} MiB"] = 2 * 4 * n / statistics.median(t)
-        del x
+    res["job"] = {"model": "ce", "K": K, "n_per_class": N_PER, "p": K, "steps": steps,
+                  "dt": DT, "solver": "euler", "noise": "independent"}
+    stream = {f"{4 * n / 2**20:.0f} MiB": stream_bandwidth(n, 5 * cfg["repeats"])
+              for n in cfg["stream_floats"]}
     bw = max(stream.values())
     res["stream_bytes_per_s"] = {"by_array_size": stream, "best": bw}
     log(f"reference: streaming bandwidth {bw / 1e9:.3g} GB/s")
@@ -265,7 +287,7 @@ def part_reference(cfg, budget: Budget, clock: CompileClock) -> dict:
             f"of the bandwidth, compile {r['compile_s']:.2f} s")
         return r
 
-    res["rows"] = [show(measure(cfg["ref_batch"]))]
+    res["rows"] = [show(measure(cfg["ref_batch"], 1.5))]
     args = job_params(cfg["ref_batch"])
     res["agreement"] = agreement(
         lambda dev: fn(*on_device(args, dev)), RTOL_SOLVE,
@@ -273,14 +295,16 @@ def part_reference(cfg, budget: Budget, clock: CompileClock) -> dict:
     large = cfg["ref_large_batch"]
     if large:
         r0 = res["rows"][0]
-        # an upper bound: linear in the batch (a GPU is sublinear here), a compilation
-        est = (large / r0["batch"]) * r0["run_s"]["median_s"] * (cfg["repeats"] + 1) + \
-            2 * r0["compile_s"]
+        # the first call's estimate: a compilation, and a run at least as long as the
+        # small batch's and at most at 5% of the streaming bandwidth (measure() fits
+        # its repeats in what is left)
+        est = 2 * r0["compile_s"] + max(
+            r0["run_s"]["median_s"], 4 * large * K * N_PER * K * 4 * steps / (0.05 * bw))
         if est < budget.for_part("reference"):
-            res["rows"].append(show(measure(large)))
+            res["rows"].append(show(measure(large, 0.0)))
         else:
-            res["large_batch"] = f"skipped: time budget (estimated {est:.0f} s)"
-    return res
+            res["large_batch"] = (f"{large} configurations: skipped: time budget (first "
+                                  f"call estimated at {est:.0f} s)")
 
 
 def sweep_job(steps: int):
@@ -308,7 +332,7 @@ def sweep_axes(side):
             {"sigma": np.geomspace(0.01, 0.3, side[1])}]
 
 
-def part_sweep(cfg, budget: Budget, clock: CompileClock) -> dict:
+def part_sweep(cfg, budget: Budget, clock: CompileClock, res: dict) -> None:
     from lesde.metrics import metrics_fn
     from lesde.solve._sweep import auto_chunk_size
 
@@ -321,10 +345,10 @@ def part_sweep(cfg, budget: Budget, clock: CompileClock) -> dict:
     members = cells * seeds
     probe = build({k: jnp.asarray(v[0]) for ax in axes for k, v in ax.items()})
     chunk = min(members, auto_chunk_size(probe, jax.devices()))
-    res = {"job": {"model": "ce", "K": SWEEP_K, "n_per_class": SWEEP_N, "p": SWEEP_K,
-                   "steps": steps, "dt": SWEEP_DT, "grid": list(cfg["sweep_side"]),
-                   "seeds": seeds, "members": members, "metrics": ["loss"]},
-           "chunk_size (lesde's default)": chunk}
+    res.update({"job": {"model": "ce", "K": SWEEP_K, "n_per_class": SWEEP_N, "p": SWEEP_K,
+                        "steps": steps, "dt": SWEEP_DT, "grid": list(cfg["sweep_side"]),
+                        "seeds": seeds, "members": members, "metrics": ["loss"]},
+                "chunk_size (lesde's default)": chunk})
 
     def run(grid_, seeds_, chunk_):
         return lesde.sweep(build, grid_, t1=t1, dt=SWEEP_DT, fn=fn, seeds=seeds_,
@@ -333,7 +357,8 @@ def part_sweep(cfg, budget: Budget, clock: CompileClock) -> dict:
     # pilot: one cell x `chunk` seeds is exactly one chunk of the same shape
     pilot = lesde.Grid([{k: v[:1] for k, v in ax.items()} for ax in axes])
     _, first, compile_s, _ = clock.timed(run, pilot, chunk, chunk)
-    chunk_s = statistics.median(timed_runs(lambda: run(pilot, chunk, chunk), 2))
+    chunk_s = statistics.median(timed_runs(lambda: run(pilot, chunk, chunk),
+                                           repeats_within(first - compile_s, 10.0, 2)))
     res.update({"compile_s": compile_s, "first_call_s (one chunk, compile + run)": first,
                 "pilot_one_chunk_s": chunk_s})
     n_chunks = -(-members // chunk)
@@ -350,7 +375,8 @@ def part_sweep(cfg, budget: Budget, clock: CompileClock) -> dict:
                                          f"(estimated {est:.0f} s for all, room {room:.0f} s)")
         if seeds == 0:
             res["status"] = "partial: the sweep itself skipped: time budget"
-            return {**res, "agreement": _sweep_agreement(cfg, fn, pilot, chunk)}
+            res["agreement"] = _sweep_agreement(cfg, fn, pilot, chunk)
+            return
         members = cells * seeds
     t = time.perf_counter()
     ds = run(grid, seeds, chunk)
@@ -377,7 +403,6 @@ def part_sweep(cfg, budget: Budget, clock: CompileClock) -> dict:
         else:
             res["run_larger_chunks"] = "skipped: time budget"
     res["agreement"] = _sweep_agreement(cfg, fn, pilot, chunk)
-    return res
 
 
 _FNS = {}
@@ -454,7 +479,7 @@ def spring_build(config):
     return _SPRING_BUILD[key][1]
 
 
-def part_spring(cfg, budget: Budget, clock: CompileClock) -> dict:
+def part_spring(cfg, budget: Budget, clock: CompileClock, res: dict) -> None:
     from lesde.metrics import METRIC_DIMS, metrics_fn
 
     config = spring_config(cfg["spring_scale"])
@@ -470,13 +495,15 @@ def part_spring(cfg, budget: Budget, clock: CompileClock) -> dict:
                            progress=False, metric_dims=METRIC_DIMS)
 
     ds, first, compile_s, _ = clock.timed(run)
-    res = {"job": {"config": "lesde/configs/spring_phase.yaml" + (
+    res.update({"job": {"config": "lesde/configs/spring_phase.yaml" + (
         f" scaled to {cfg['spring_scale']}" if cfg["spring_scale"] else ""),
         "cells": s.num_cells, "seeds": s.seeds, "members": members, "steps": steps,
         "metrics": config.metrics},
-        "chunk_size": int(ds.attrs["chunk_size"]), "compile_s": compile_s, "first_call_s": first}
+        "chunk_size": int(ds.attrs["chunk_size"]), "compile_s": compile_s, "first_call_s": first})
     run_s = max(first - compile_s, 1e-3)
-    repeats = cfg["repeats"] if run_s * cfg["repeats"] < budget.for_part("spring") else 0
+    # room for the repeats: the part's share less the agreement's CPU run
+    room = budget.for_part("spring") - 1.5 * first
+    repeats = repeats_within(run_s, room, cfg["repeats"]) if room > run_s else 0
     if repeats:
         times = timed_runs(run, repeats)
         res["run_s"] = summary(times)
@@ -492,10 +519,9 @@ def part_spring(cfg, budget: Budget, clock: CompileClock) -> dict:
     res["agreement"] = chunk_agreement(
         build, fn, s.grid(), s.seeds, config.solve.t1, config.solve.dt,
         f"{', '.join(compared)} of all {members} members", drop=("shape",))
-    return res
 
 
-def part_fit(cfg, budget: Budget, clock: CompileClock) -> dict:
+def part_fit(cfg, budget: Budget, clock: CompileClock, res: dict) -> None:
     import bench_fit as bf
     from lesde.fit._fit import _step
 
@@ -503,23 +529,17 @@ def part_fit(cfg, budget: Budget, clock: CompileClock) -> dict:
     params, loss = on_device(bf.job_a(sizes), jax.devices()[0])  # as the agreement's inputs
     args = on_device(bf.step_args(params, loss, sizes.fit_steps), jax.devices()[0])
     _, step_first, step_compile, _ = clock.timed(_step, *args)
-    res = {"job": {"name": "bench_fit.py job A", "model": "LEODE(General(PiecewiseLinear E), "
-                   "'identity')", "K": sizes.classes, "knots": sizes.knots,
-                   "solver_steps": sizes.steps, "save_times": sizes.save_times,
-                   "solver": "UnrolledTsit5", "optimizer": "fit's Adam"},
-           "compile_s": {"step": step_compile}, "first_call_s": {"step": step_first}}
+    res.update({"job": {"name": "bench_fit.py job A", "model": "LEODE(General(PiecewiseLinear "
+                        "E), 'identity')", "K": sizes.classes, "knots": sizes.knots,
+                        "solver_steps": sizes.steps, "save_times": sizes.save_times,
+                        "solver": "UnrolledTsit5", "optimizer": "fit's Adam"},
+                "compile_s": {"step": step_compile}, "first_call_s": {"step": step_first}})
     calls = cfg["fit_calls"]
     if (step_first - step_compile) * 2 * calls > budget.for_part("fit"):
         calls = 1
     stp = timed_runs(lambda: _step(*args), calls)
     res.update({"step_s": summary(stp), "calls": calls})
     log(f"fit: step {statistics.median(stp) * 1e3:.3g} ms, compile {step_compile:.2f} s")
-    if cfg["fit_forward"] and budget.for_part("fit") > 3 * step_compile:
-        _, fwd_first, res["compile_s"]["forward"], _ = clock.timed(bf.forward, params, loss)
-        fwd = timed_runs(lambda: bf.forward(params, loss), calls)
-        res.update({"forward_s": summary(fwd),
-                    "step_over_forward": statistics.median(stp) / statistics.median(fwd)})
-        res["first_call_s"]["forward"] = fwd_first
     # agreement: the same step on the CPU and on the device; compared: the loss and
     # Adam's moments after one step (0.1 g and 0.001 g^2 of the gradient g), not the
     # updated parameters (Adam's first step is lr * sign(g))
@@ -530,7 +550,13 @@ def part_fit(cfg, budget: Budget, clock: CompileClock) -> dict:
 
     res["agreement"] = agreement(
         run, RTOL_GRADIENT, "loss and gradient (Adam's moments after one step) of the step")
-    return res
+    if cfg["fit_forward"] and budget.for_part("fit") > 2 * step_compile:
+        # the forward solve alone, for the ratio (after the agreement: optional)
+        _, fwd_first, res["compile_s"]["forward"], _ = clock.timed(bf.forward, params, loss)
+        fwd = timed_runs(lambda: bf.forward(params, loss), calls)
+        res.update({"forward_s": summary(fwd),
+                    "step_over_forward": statistics.median(stp) / statistics.median(fwd)})
+        res["first_call_s"]["forward"] = fwd_first
 
 
 PARTS = {"reference": part_reference, "sweep": part_sweep, "spring": part_spring,
@@ -549,7 +575,12 @@ def table(res: dict) -> str:
         f"(backend {env.get('backend')}, {env.get('num_devices')} device(s)); jax "
         f"{res.get('environment', {}).get('versions', {}).get('jax')}, jaxlib "
         f"{res.get('environment', {}).get('versions', {}).get('jaxlib')}; "
-        f"{res.get('run_s', 0):.0f} s in all.",
+        f"{res.get('run_s', 0):.0f} s in all, from the start of the process."
+        + (f" Device memory for JAX: {env['memory_stats']['bytes_limit'] / 2**30:.1f} GiB."
+           if (env.get("memory_stats") or {}).get("bytes_limit") else "")
+        + (" The default device is the CPU: these are CPU figures, not accelerator figures, "
+           "and the CPU-vs-device agreement is trivially 0." if env.get("default_is_cpu") else "")
+        + (f" ABORTED: {res['aborted']}." if res.get("aborted") else ""),
         "",
         "| part | size | compile s | run s | throughput | CPU vs device (tolerance) | status |",
         "|---|---|---|---|---|---|---|",
@@ -570,7 +601,6 @@ def table(res: dict) -> str:
         size = comp = run = thr = "-"
         try:
             if name == "reference" and "rows" in p:
-                r = p["rows"][-1]
                 size = ", ".join(f"batch {x['batch']}" for x in p["rows"]) + \
                     f" x {p['job']['K'] * p['job']['n_per_class']} samples x {p['job']['steps']} steps"
                 comp = ", ".join(_num(x["compile_s"], ".2f") for x in p["rows"])
@@ -579,10 +609,11 @@ def table(res: dict) -> str:
                        + " sample-steps/s; "
                        + ", ".join(f"{x['fraction_of_stream_bandwidth']:.2g}" for x in p["rows"])
                        + f" of {p['stream_bytes_per_s']['best'] / 1e9:.3g} GB/s")
-                del r
             elif name == "sweep" and "run" in p:
                 r = p["run"]
                 size = f"{r['members']} members x {p['job']['steps']} steps, chunk {r['chunk_size']}"
+                if "reduced_by_time_budget" in p:
+                    size += f" (of {p['job']['members']}: time budget)"
                 comp, run = _num(p["compile_s"], ".2f"), _num(r["wall_s"])
                 thr = f"{r['member_steps_per_s']:.3g} member-steps/s"
                 if isinstance(p.get("run_larger_chunks"), dict):
@@ -691,25 +722,24 @@ def run_parts(cfg, budget, clock, res, out, names):
             write(res, out)
             continue
         log(f"{name}: starting ({budget.elapsed():.0f} s elapsed, {room:.0f} s for it)")
-        res["parts"][name] = {"status": "running"}
+        r = res["parts"][name] = {"status": "running"}  # filled in by the part
         t = time.perf_counter()
         try:
-            r = part(cfg, budget, clock)
-            r.setdefault("status", "ok")
-        except Exception as e:  # noqa: BLE001 - recorded, the next part runs
-            r = {"status": f"error: {type(e).__name__}: {e}",
-                 "traceback": traceback.format_exc()}
+            part(cfg, budget, clock, r)
+            r["status"] = "ok" if r["status"] == "running" else r["status"]
+        except Exception as e:  # noqa: BLE001 - recorded with what it measured; the next runs
+            r["status"] = f"error: {type(e).__name__}: {e}"
+            r["traceback"] = traceback.format_exc()
             log(f"{name}: {r['status']}")
         r["part_s"] = time.perf_counter() - t
         r["memory_after"] = memory()
-        res["parts"][name] = r
         res["run_s"] = budget.elapsed()
         write(res, out)
 
 
 def main(argv=None, quick: bool | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, seconds")
+    ap.add_argument("--quick", action="store_true", help="small sizes (about a minute on a CPU)")
     ap.add_argument("--out", help=f"results JSON (default {OUT.relative_to(HERE.parent)})")
     ap.add_argument("--budget-s", type=float, help="soft time budget (380 full, 120 quick)")
     ap.add_argument("--hard-s", type=float, help="hard time limit (440 full, 300 quick)")

@@ -86,14 +86,16 @@ def test_quick_device_check(tmp_path):
 
 
 def test_failing_and_skipped_parts_are_recorded(device_check, tmp_path, monkeypatch):
-    """An error in a part is recorded with its traceback and the next part runs; a part
-    without time left is recorded as skipped; the JSON and the table are written."""
+    """An error in a part is recorded with its traceback and what the part measured
+    before it, and the next part runs; a part without time left is recorded as
+    skipped; the JSON and the table are written."""
 
-    def broken(cfg, budget, clock):
+    def broken(cfg, budget, clock, res):
+        res["measured_before"] = 2.0
         raise RuntimeError("out of device memory")
 
-    def fine(cfg, budget, clock):
-        return {"figure": 1.0}
+    def fine(cfg, budget, clock, res):
+        res["figure"] = 1.0
 
     monkeypatch.setattr(device_check, "PARTS", {"reference": broken, "sweep": fine,
                                                 "spring": fine, "fit": fine})
@@ -105,6 +107,7 @@ def test_failing_and_skipped_parts_are_recorded(device_check, tmp_path, monkeypa
     parts = res["parts"]
     assert parts["reference"]["status"] == "error: RuntimeError: out of device memory"
     assert "Traceback" in parts["reference"]["traceback"]
+    assert parts["reference"]["measured_before"] == 2.0
     assert parts["sweep"]["status"] == "ok" and parts["sweep"]["figure"] == 1.0
     assert parts["fit"]["status"] == "skipped: time budget"
     md = out.with_suffix(".md").read_text()
@@ -136,3 +139,18 @@ def test_max_rel_diff(device_check):
     assert f(a, b) == pytest.approx(0.1)  # per output: y's scale is 1e-6
     assert f({"x": np.array([np.nan, 1.0])}, {"x": np.array([np.nan, 1.0])}) == 0.0
     assert f({"x": np.array([np.nan, 1.0])}, {"x": np.array([0.0, 1.0])}) == math.inf
+
+
+def test_agreement_records_errors(device_check):
+    """A computation that fails on one device is recorded as not passed, with the error;
+    the part's other figures are kept by its caller."""
+    import jax.numpy as jnp
+
+    ok = device_check.agreement(lambda dev: {"x": jnp.arange(3.0)}, 1e-4, "a small sum")
+    assert ok["passed"] and ok["max_rel_diff"] == 0.0 and ok["same_device"]
+
+    def fails(dev):
+        raise RuntimeError("no kernel for this device")
+
+    bad = device_check.agreement(fails, 1e-4, "a failing solve")
+    assert not bad["passed"] and bad["status"].startswith("error on cpu device: RuntimeError")
