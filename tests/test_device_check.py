@@ -1,8 +1,10 @@
 """The accelerator check (benchmarks/_device_check.py, `bench_performance.py
 --device-check`) on the CPU: its quick mode writes every part with finite figures and the
 CPU-vs-device agreement passed (the default device is the CPU here, so the agreement is
-trivially 0, but the code path runs); a part that fails or runs out of time is recorded
-and the next part runs."""
+trivially 0, but the code path runs); with two host devices standing for the CPU and an
+accelerator, the agreement runs on each; a part that fails or runs out of time is
+recorded and the next part runs. The whole quick check (about a minute) is marked slow;
+one part of it runs in the default suite."""
 
 import json
 import math
@@ -154,3 +156,26 @@ def test_agreement_records_errors(device_check):
 
     bad = device_check.agreement(fails, 1e-4, "a failing solve")
     assert not bad["passed"] and bad["status"].startswith("error on cpu device: RuntimeError")
+
+
+def test_default_device_other_than_the_cpu(tmp_path):
+    """The path an accelerator takes: with two host devices, the first standing for the
+    CPU and the second for the default device, the spring part's timed sweep shards
+    over both and its agreement runs once on each of the two devices."""
+    import os
+
+    out = tmp_path / "dc.json"
+    script = (
+        "import sys, jax; sys.path.insert(0, sys.argv[1]); import _device_check as dc; "
+        "d = jax.devices(); assert len(d) == 2, d; dc.devices = lambda: (d[0], d[1]); "
+        "dc.run(quick=True, out=sys.argv[2], parts=['spring'])")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", script, str(BENCH), str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    p = json.loads(out.read_text())["parts"]["spring"]
+    assert p["status"] == "ok", p.get("traceback")
+    ag = p["agreement"]
+    assert ag["ran_on"] == {"cpu": ["cpu:0"], "default": ["cpu:1"]}
+    assert not ag["same_device"] and ag["passed"] and ag["max_rel_diff"] <= ag["tolerance"]
+    assert p["chunk_size"] % 2 == 0  # the sweep's chunk is sharded over the two devices
