@@ -614,7 +614,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not copy the table into docs/benchmarks.md")
+    ap.add_argument("--device-check", action="store_true",
+                    help="instead: the accelerator check (benchmarks/_device_check.py) on the "
+                         "default device, with --quick its quick mode")
     a = ap.parse_args(argv)
+    if a.device_check:
+        from _device_check import run as device_check
+        return device_check(quick=a.quick)
     if a.quick:
         a.repeats = min(a.repeats, 3)
     import os
