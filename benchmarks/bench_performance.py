@@ -7,6 +7,7 @@ markers):
 
     python benchmarks/bench_performance.py            # about 25 minutes on 2 CPU cores
     python benchmarks/bench_performance.py --quick    # fewer repeats and points
+    python benchmarks/bench_performance.py --parts authors   # one part again, the others kept
 
 Parts (each figure a median of --repeats runs with min and max, after compilation;
 compile times apart; ratios between runs interleaved in the same process):
@@ -56,6 +57,7 @@ from _reference import (  # noqa: E402
 )
 
 K, N_PER, STEPS, BATCH, DT = 10, 100, 1000, 64, 0.05
+PARTS = ("reference", "noise_floor", "bandwidth", "authors", "scaling", "gradient")
 RESULTS = Path(__file__).parent / "results"
 DOCS_PAGE = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 CLOCK = CompileClock()
@@ -478,6 +480,20 @@ def fmt_ratio(r: dict) -> str:
     return f"**{r['median']:.3g}** ({r['min']:.3g}-{r['max']:.3g})"
 
 
+def _part_dates(res: dict) -> str:
+    """A sentence saying which parts were measured when, if not all in one run (`--parts`)."""
+    runs = res.get("part_runs", {})
+    groups: dict[str, list[str]] = {}
+    for name, r in runs.items():
+        groups.setdefault(r["date"], []).append(name)
+    if len(groups) <= 1:
+        return ""
+    said = [f"{', '.join(names)} {'in' if date.startswith('an') else 'on'} {date} (load average "
+            f"{runs[names[0]]['load_average_1_5_15min_at_end'][0]:.1f})"
+            for date, names in groups.items()]
+    return " Parts measured in separate runs: " + "; ".join(said) + "."
+
+
 def table(res: dict) -> str:
     env = res["environment"]
     lines = [
@@ -489,7 +505,8 @@ def table(res: dict) -> str:
            f"{res['reference']['torchsde']['versions']['torchsde']}"
            if res["reference"]["torchsde"].get("status") == "ran" else "")
         + f"; load average at the end {env['machine']['load_average_1_5_15min_at_end']}. "
-        "Medians (min-max) of repeated runs; ratios from runs interleaved in one process.",
+        "Medians (min-max) of repeated runs; ratios from runs interleaved in one process."
+        + _part_dates(res),
         "",
     ]
     ref = res["reference"]
@@ -614,6 +631,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not copy the table into docs/benchmarks.md")
+    ap.add_argument("--parts", nargs="+", choices=PARTS,
+                    help="run only these parts, keeping the others' figures from the previous "
+                         "benchmarks/results/performance.json (each part records its date and "
+                         "load)")
     ap.add_argument("--device-check", action="store_true",
                     help="instead: the accelerator check (benchmarks/_device_check.py) on the "
                          "default device, with --quick its quick mode")
@@ -626,15 +647,35 @@ def main(argv=None):
     import os
     a.threads = a.threads or os.cpu_count()
     t0 = time.perf_counter()
-    res = {}
-    res["reference"] = part_reference(a)
-    res["noise_floor"] = part_noise_floor(a, res["reference"])
-    print("noise floor:", {k: v for k, v in res["noise_floor"].items() if k != "timings"})
-    res["bandwidth"] = part_bandwidth(a, res["reference"])
-    res["authors"] = part_authors(a)
-    print("authors' job:", res["authors"]["ratio numpy / lesde"], flush=True)
-    res["scaling"] = part_scaling(a)
-    res["gradient"] = part_gradient(a)
+    # --parts: run only those parts and keep the others from the previous results file,
+    # each part recording when, under what load and with which settings it was measured
+    res = json.loads((RESULTS / "performance.json").read_text()) if a.parts else {}
+    runs = res.setdefault("part_runs", {})
+    for name in PARTS:  # figures of a file written before parts recorded their runs
+        if name in res and name not in runs:
+            runs[name] = {"date": "an earlier run", "load_average_1_5_15min_at_end":
+                          res["environment"]["machine"]["load_average_1_5_15min_at_end"]}
+    for name in PARTS:
+        if a.parts and name not in a.parts:
+            continue
+        t = time.perf_counter()
+        if name == "reference":
+            res[name] = part_reference(a)
+        elif name == "noise_floor":
+            res[name] = part_noise_floor(a, res["reference"])
+            print("noise floor:", {k: v for k, v in res[name].items() if k != "timings"})
+        elif name == "bandwidth":
+            res[name] = part_bandwidth(a, res["reference"])
+        elif name == "authors":
+            res[name] = part_authors(a)
+            print("authors' job:", res[name]["ratio numpy / lesde"], flush=True)
+        elif name == "scaling":
+            res[name] = part_scaling(a)
+        elif name == "gradient":
+            res[name] = part_gradient(a)
+        runs[name] = {"date": time.strftime("%Y-%m-%d"), "run_s": time.perf_counter() - t,
+                      "load_average_1_5_15min_at_end": os.getloadavg(),
+                      "repeats": a.repeats, "quick": a.quick}
     res["run_s"] = time.perf_counter() - t0
     res["settings"] = vars(a)
     res["environment"] = environment()
