@@ -517,20 +517,66 @@ def draw_matrix(ax, matrix, *, title: str = "", label: str = "impact", vmax: flo
     return im
 
 
+NORMALISATIONS = ("cell", "panel")
+"""How the load curves of a separation figure are scaled to their cells: 'cell' min-max
+normalises each cell's curve (the authors' figures), 'panel' draws the measure itself on
+one range for all cells of a panel (of one `train_separation` result)."""
+
+
+def _drawn_curves(ds, epoch, dims: list[str], normalisation: str) -> np.ndarray:
+    """The seed-mean load curves of a `train_separation` result at `epoch`, an array over
+    `dims` + layer scaled to [0, 1] for drawing (1: the most data fuzziness, at the top of
+    a cell):
+
+    - 'cell': each cell's curve min-max normalised on its own, (c_l - min c) / (max c -
+      min c) of the seed mean of the members' `curve` (the authors' figures: only the
+      shape shows);
+    - 'panel': the result's `measure` m_l itself (e.g. log D_tr_l), seed-averaged, on one
+      range for all cells, (m_l - min m) / (max m - min m) over every cell and layer: the
+      height of a curve then also shows how much the layers separate the data,
+      comparable between cells.
+
+    A flat curve ('cell') or a flat figure ('panel') is NaN, not drawn."""
+    sel = ds.sel(epoch=epoch)
+    if normalisation == "cell":
+        d = np.asarray(sel["curve"].mean("seed").transpose(*dims, "layer"), float)
+        lo, hi = np.nanmin(d, -1, keepdims=True), np.nanmax(d, -1, keepdims=True)
+        return (d - lo) / np.where(hi > lo, hi - lo, np.nan)
+    if normalisation == "panel":
+        from .nets import MEASURES
+
+        variable, log = MEASURES[ds.attrs["measure"]]
+        m = np.log(sel[variable]) if log else sel[variable]
+        d = np.asarray(m.mean("seed").transpose(*dims, "layer"), float)
+        lo, hi = np.nanmin(d), np.nanmax(d)
+        return (d - lo) / (hi - lo) if hi > lo else np.full_like(d, np.nan)
+    raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
+
+
+def _normalisation_words(normalisation: str, measure: str) -> str:
+    what = measure.replace("_", " ")
+    return (f"min-max normalised load curves of {what} (each cell on its own)"
+            if normalisation == "cell" else f"load curves of {what} on one range for all cells of a panel")
+
+
 def plot_separation_grid(
     ds, path: str | Path | None = None, *, variable: str | None = None, epoch=None,
-    dpi: float | None = None,
+    normalisation: str = "cell", dpi: float | None = None,
 ):
     """The spring-block authors' layout for real networks: on the grid of the last two
     swept dimensions of a `train_separation` result (x: the last, y: the one before; one
     panel per setting of any further ones) each cell shows the seed-mean load curve at
     `epoch` (default the last), coloured by the cell's mean test accuracy. By default the
-    curve is the result's `curve`, the min-max normalised load curve of the measure whose
-    curvature and shape `train_separation` reports (its `measure` attribute); a
-    `variable` such as "D_trace" or "D" draws that sequence instead, normalised as
+    curve is the result's `curve`, the load curve of the measure whose curvature and
+    shape `train_separation` reports (its `measure` attribute), scaled to the cells as
+    `normalisation` says ('cell': each min-max normalised, the authors' figures;
+    'panel': the measure on one range for all cells; see `NORMALISATIONS`); a `variable`
+    such as "D_trace" or "D" draws that sequence instead, normalised as
 
         (D_l - D_L) / (D_0 - D_L),   l = 0..L-1.
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
     if variable is None:
         variable = "curve" if "curve" in ds else "D_trace"  # results of earlier versions: D_trace
     plt = _pyplot()
@@ -545,6 +591,7 @@ def plot_separation_grid(
     y, x = dims[-2], dims[-1]
     lead = dims[:-2]
     panels = [dict(zip(lead, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in lead])]
+    drawn = _drawn_curves(ds, ep, dims, normalisation) if variable == "curve" else None
     norm = colors.Normalize(vmin=float(acc.min()), vmax=float(acc.max()) + 1e-9)
     cmap = plt.get_cmap("viridis")
     nx, ny = ds.sizes[x], ds.sizes[y]
@@ -553,9 +600,8 @@ def plot_separation_grid(
     for sub, sel in zip(subs, panels):
         d = np.asarray(mean_d.isel(sel).transpose(y, x, "layer"))
         a = np.asarray(acc.isel(sel).transpose(y, x))
-        if variable == "curve":  # the seed mean of min-max curves, min-max normalised again
-            lo, hi = np.nanmin(d, -1, keepdims=True), np.nanmax(d, -1, keepdims=True)
-            curve = (d - lo) / np.where(hi > lo, hi - lo, np.nan)
+        if variable == "curve":
+            curve = drawn[tuple(sel[k] for k in lead)]  # (y, x, layer)
         else:
             span = d[..., :1] - d[..., -1:]
             curve = (d - d[..., -1:]) / np.where(span != 0, span, 1)
@@ -564,8 +610,9 @@ def plot_separation_grid(
         title = ", ".join(f"{_name(ds[k])} = {np.asarray(ds[k])[i]:.3g}" for k, i in sel.items())
         sub.supxlabel(_name(ds[x]), fontsize=9)
         sub.supylabel(_name(ds[y]), fontsize=9)
-        what = ds.attrs.get("measure", "").replace("_", " ") if variable == "curve" else _name(ds[variable])
-        sub.suptitle((title + "\n" if title else "") + f"load curves of {what}, epoch {ep}", fontsize=9)
+        what = (_normalisation_words(normalisation, ds.attrs.get("measure", "")) if variable == "curve"
+                else f"load curves of {_name(ds[variable])}")
+        sub.suptitle((title + "\n" if title else "") + f"{what}, epoch {ep}", fontsize=9)
         sub.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=sub.axes, label="test accuracy", shrink=0.8)
     if path is not None:
         _save(fig, path, dpi)
@@ -581,7 +628,8 @@ PANEL_TITLES = {
 
 
 def plot_noise_nonlinearity(
-    panels: dict, path: str | Path | None = None, *, epoch=None, dpi: float | None = None,
+    panels: dict, path: str | Path | None = None, *, epoch=None, normalisation: str = "cell",
+    dpi: float | None = None,
 ):
     """The spring-block authors' noise-nonlinearity phase diagram of real networks: one
     panel per `train_separation` result in `panels` (title -> Dataset, each swept over
@@ -593,8 +641,12 @@ def plot_noise_nonlinearity(
     accuracy (black: the panel's lowest, white: its highest, on its colour bar); the
     straight diagonal of a cell is the linear load curve. In each row the cell of the
     highest accuracy is marked with a blue dot and the most linear cell (smallest seed-mean
-    |curvature|) is outlined in blue.
+    |curvature|) is outlined in blue. `normalisation` scales the curves to their cells:
+    'cell' (default, the paper's) min-max normalises each, 'panel' draws the measure on
+    one range for all cells of a panel (`NORMALISATIONS`); the figure's title says which.
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
     plt = _pyplot()
     from matplotlib import cm, colors
     from matplotlib.patches import Rectangle
@@ -614,11 +666,9 @@ def plot_noise_nonlinearity(
         sel = ds.sel(epoch=ep)
         values = np.asarray(ds[axis], float)
         order = np.argsort(-NOISE_AXES[axis][0] * values, kind="stable")  # most noise first
-        curve = np.asarray(sel["curve"].mean("seed").transpose("negative_slope", axis, "layer"))[:, order]
+        curve = _drawn_curves(ds, ep, ["negative_slope", axis], normalisation)[:, order]
         acc = np.asarray(sel["test_acc"].mean("seed").transpose("negative_slope", axis))[:, order]
         c = np.asarray(sel["curvature"].mean("seed").transpose("negative_slope", axis))[:, order]
-        lo, hi = np.nanmin(curve, -1, keepdims=True), np.nanmax(curve, -1, keepdims=True)
-        curve = (curve - lo) / np.where(hi > lo, hi - lo, np.nan)
         ny, nx, L = curve.shape
         finite = acc[np.isfinite(acc)]
         norm = colors.Normalize(vmin=float(finite.min()) if finite.size else 0.0,
@@ -650,7 +700,7 @@ def plot_noise_nonlinearity(
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap="gray"), ax=ax, orientation="horizontal",
                      fraction=0.05, pad=0.16, label="test accuracy")
     measure = panels[names[0]].attrs.get("measure", "")
-    fig.suptitle(f"min-max normalised load curves of {measure.replace('_', ' ')}\n"
+    fig.suptitle(f"{_normalisation_words(normalisation, measure)}\n"
                  "dot: most accurate cell of a row; box: most linear cell (smallest |curvature|)", fontsize=9)
     fig.tight_layout()
     if path is not None:

@@ -265,6 +265,9 @@ CATALOGUE = {
     "sep-float-batch-size": ("sep", {("grid", "batch_size"): 2.5},
                              r"separation\.grid\.batch_size: Input should be a valid integer.* "
                              r"\(got 2\.5\)"),
+    "sep-unknown-normalisation": ("sep", {("figure", "normalisation"): "global"},
+                                  r"separation\.figure\.normalisation: Input should be 'cell' or "
+                                  r"'panel'"),
     "sep-network-too-big": ("sep", {("network", "width"): 10**6, T + ("chunk_size",): 8},
                             r"separation: train: 8 members x 3 copies x 1e12 parameters need "
                             r"96\.1 TB for the parameters and Adam moments of a chunk" + HAS),

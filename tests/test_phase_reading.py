@@ -135,3 +135,32 @@ def test_separation_grid_draws_the_measure_curve_by_default(tmp_path):
     fig = plot_separation_grid(ds, tmp_path / "grid_d.png", variable="D_trace")
     assert not any("log trace ratio" in t.get_text() for sub in fig.subfigs for t in sub.texts)
     close(fig)
+
+
+def test_the_two_normalisations_of_the_drawn_curves(tmp_path):
+    """'cell' min-max normalises each cell's curve; 'panel' draws the measure (here log
+    D_tr) on one range for all cells, so a cell that separates half as much spans half
+    the height; the figures say which they draw."""
+    from lesde.plot import _drawn_curves, close, plot_noise_nonlinearity, plot_separation_grid
+
+    ds = synthetic()
+    layer = np.exp(np.linspace(1.0, 0.0, 4))  # D_tr from e to 1: log D_tr from 1 to 0
+    scale = np.where(ds["negative_slope"].values == 1.0, 0.5, 1.0)  # a = 1 separates half as much
+    d_trace = np.exp(np.log(layer)[None, None, None, None, :] * scale[:, None, None, None, None])
+    ds["D_trace"] = (ds["curve"].dims, np.broadcast_to(d_trace, ds["curve"].shape).copy())
+    dims = ["negative_slope", "data_noise"]
+    cell = _drawn_curves(ds, 10, dims, "cell")
+    np.testing.assert_allclose(cell[..., 0], 1.0)
+    np.testing.assert_allclose(cell[..., -1], 0.0)
+    panel = _drawn_curves(ds, 10, dims, "panel")
+    np.testing.assert_allclose(panel[:-1, :, 0], 1.0)  # a < 1: from 1 to 0
+    np.testing.assert_allclose(panel[-1, :, 0], 0.5)   # a = 1: from 0.5 to 0
+    np.testing.assert_allclose(panel[..., -1], 0.0, atol=1e-12)
+    fig = plot_noise_nonlinearity({"(a)": ds}, tmp_path / "p.png", normalisation="panel")
+    assert "on one range for all cells" in fig._suptitle.get_text()
+    close(fig)
+    fig = plot_separation_grid(ds, tmp_path / "g.png", normalisation="panel")
+    assert any("on one range" in t.get_text() for sub in fig.subfigs for t in sub.texts)
+    close(fig)
+    with pytest.raises(ValueError, match="normalisation"):
+        plot_noise_nonlinearity({"(a)": ds}, normalisation="global")

@@ -319,13 +319,15 @@ def _train_into(config, source, out: Path, progress: bool, data) -> int:
         written += [_panel_file(name) for name in datasets]
         if config.panels:
             panels = {name: ds for name, ds in datasets.items()}
-            close(plot_noise_nonlinearity(panels, path=out / "phase_diagram.png"))
+            close(plot_noise_nonlinearity(panels, path=out / "phase_diagram.png",
+                                          normalisation=config.figure.normalisation))
             written.append("phase_diagram.png")
         else:
             ds = datasets[None]
             dims = [d for d in ds["D"].dims if d not in ("seed", "epoch", "layer")]
             if len(dims) >= 2:
-                close(plot_separation_grid(ds, path=out / "load_curves.png"))
+                close(plot_separation_grid(ds, path=out / "load_curves.png",
+                                           normalisation=config.figure.normalisation))
                 written.append("load_curves.png")
     elapsed = time.perf_counter() - start
     summary = {

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, model_validator
 
+from ..plot import NORMALISATIONS
 from ._config import _Strict, check_memory, Count, Seed
 
 _CLASSES = {"digits": 10, "geomnist": 3, "mnist1d": 10}
@@ -280,6 +281,15 @@ class MLPSpec(_Strict):
     depth: Count(2) = 8
 
 
+class SeparationFigureSpec(_Strict):
+    """The figures of the separation experiment: how the load curves are scaled to their
+    cells (`lesde.plot.NORMALISATIONS`): 'cell', each min-max normalised (the authors'
+    figures), or 'panel', the measure on one range for all cells of a panel. The figures
+    only: the results and their fingerprint do not depend on it."""
+
+    normalisation: Literal[NORMALISATIONS] = "cell"
+
+
 _PANEL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -295,6 +305,7 @@ class SeparationConfig(_Strict):
     grid: GridSpec = GridSpec()
     panels: Annotated[dict[str, PanelSpec], Field(min_length=1)] | None = None
     train: SeparationTrainSpec = SeparationTrainSpec()
+    figure: SeparationFigureSpec = SeparationFigureSpec()
 
     @model_validator(mode="after")
     def _panel_names(self):
