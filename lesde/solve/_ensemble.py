@@ -19,7 +19,6 @@ times, the status of each member and the masking of unhealthy saves are those of
 `jax.vmap` over `simulate`.
 """
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,9 @@ from .._checks import as_float_array, check_finite, is_concrete, show
 from ..models._base import AbstractDynamics, AbstractMap
 from ._health import health_code, mask_unhealthy, member_status
 from ._layout import choose_layout
-from ._simulate import _check_ts, _grid, _grid_index, _solver, simulate, Trajectory
+from ._simulate import (
+    _check_ts, _grid, _grid_index, _solver, advance_and_save, simulate, Trajectory,
+)
 
 ENSEMBLE_LAYOUTS = ("auto", "vmap", "trial-minor")
 
@@ -215,22 +216,10 @@ def _trial_minor(model, y0s, fn, t0, dt, save, num_steps):
 
         return jax.lax.fori_loop(0, length, step, z)
 
-    gaps = np.diff(np.asarray((0,) + tuple(save)))
-    runs = [(int(gap), len(list(same))) for gap, same in itertools.groupby(gaps)]
-    outs, done = [], 0
-    for gap, count in runs:
-        def segment(z, k, gap=gap, base=done):
-            start = base + k * gap
-            z = advance(z, start, gap) if gap else z
-            t = t0 + dt * (start + gap).astype(dtype)
-            return z, saved(t, z)
-
-        z, out = jax.lax.scan(segment, z, jnp.arange(count))
-        outs.append(out)
-        done += gap * count
-    if done < num_steps:
-        z = advance(z, done, num_steps - done)
-    values, codes = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+    z, (values, codes) = advance_and_save(
+        z, save, advance, lambda n, z: saved(t0 + dt * n.astype(dtype), z))
+    if save[-1] < num_steps:
+        z = advance(z, save[-1], num_steps - save[-1])
     values = jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), values)  # (B, T, ...)
     codes = codes.T  # (B, T)
     save_ts = t0 + dt * jnp.asarray(save, dtype)

@@ -431,6 +431,28 @@ def _iterate_checked(model, t1, dt, key, t0, y0, ts, fn, *unused):
     return _iterate(model, y0, key, save, fn)
 
 
+def advance_and_save(x, save: tuple[int, ...], advance: Callable, save_at: Callable):
+    """Advance the state `x` to each step count in `save` (non-decreasing), with
+    `advance(x, start, length)` taking `length` steps from step `start`, and save
+    `save_at(n, x)` there (n the traced step count). Runs of equal gaps between saves are
+    one nested `jax.lax.scan`, so evenly spaced saves compile once whatever their number.
+    Returns the final state (after the last save) and the saves stacked along a leading
+    axis."""
+    gaps = np.diff(np.asarray((0,) + tuple(save)))
+    runs = [(int(gap), len(list(same))) for gap, same in itertools.groupby(gaps)]
+    outs, done = [], 0
+    for gap, count in runs:
+        def segment(x, k, gap=gap, base=done):
+            start = base + k * gap
+            x = advance(x, start, gap) if gap else x
+            return x, save_at(start + gap, x)
+
+        x, out = jax.lax.scan(segment, x, jnp.arange(count))
+        outs.append(out)
+        done += gap * count
+    return x, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+
+
 @eqx.filter_jit
 def _iterate(model, y0, key, save, fn):
     """Iterate the map to each step count in `save` (non-decreasing), saving fn(n, X, model)
@@ -450,20 +472,8 @@ def _iterate(model, y0, key, save, fn):
         x, _ = jax.lax.scan(body, x, start + jnp.arange(length))
         return x
 
-    gaps = np.diff(np.asarray((0,) + save))
-    runs = [(int(gap), len(list(same))) for gap, same in itertools.groupby(gaps)]
-    outs, done = [], 0
-    for gap, count in runs:
-        def segment(x, k, gap=gap, base=done):
-            start = base + k * gap
-            x = advance(x, start, gap) if gap else x
-            t = (start + gap).astype(x.dtype)
-            return x, save_fn(t, x)
-
-        x, out = jax.lax.scan(segment, x, jnp.arange(count))
-        outs.append(out)
-        done += gap * count
-    ys, codes = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+    x, (ys, codes) = advance_and_save(
+        x, save, advance, lambda n, x: save_fn(n.astype(x.dtype), x))
     return Trajectory(
         ts=jnp.asarray(save, jnp.result_type(float)),
         ys=ys if fn is None else mask_unhealthy(ys, codes),
