@@ -181,3 +181,35 @@ def test_fit_config_kernel_needs_kernel_measurements_and_its_own_keys():
                      ({"time": "piecewise_linear", "factor": 2.0}, "factor applies")):
         with pytest.raises(ValueError, match=key):
             _config(**bad)
+
+
+@pytest.mark.slow  # compiles a fit and its curvature (~30 s); the fast tests above build the same setup
+def test_lesde_fit_of_the_scaled_kernel_impact_from_a_log_file(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from lesde.cli import main
+
+    log = _kernel_log()
+    path = lesde.io.write_log(log, tmp_path / "log.nc")
+    assert "impact" in lesde.io.read_log(path)  # the measured kernel impact is kept
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"window": 50},
+        "model": {"impact": {"form": "alpha_beta", "time": "kernel", "factor": 0.5}},
+        "loss": {"num_steps": 10},
+        "optimizer": {"method": "adam", "steps": 3, "learning_rate": 0.01, "patience": None},
+        "closed_form": {"estimator": "none"},
+    }))
+    out = tmp_path / "fit"
+    assert main(["fit", str(path), "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["fit"]["parameters"]) == {"impact.alpha.factor", "impact.beta.factor"}
+    assert "kernel in time" in capsys.readouterr().out
+    ds = lesde.open_result(out / "fit.nc")
+    a, b = F.kernel_impact_schedule(log, "alpha_beta")
+    fa = report["fit"]["parameters"]["impact.alpha.factor"]["value"]
+    t = float(ds["step"][3])
+    assert float(ds["impact"][3, 0, 0]) == pytest.approx(fa * float(a(t)), rel=1e-4)
+    ds.close()
