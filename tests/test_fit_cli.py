@@ -351,6 +351,8 @@ def _fails(tmp_path, capsys, log_path, config, match):
         ({"model": {"impact": {"time": "piecewise_linear", "knots": [0, 100, 50]}}}, "impact.knots"),
         ({"model": {"impact": {"knots": 4}}}, "impact.knots applies to time 'piecewise_linear'"),
         ({"model": {"impact": {"exponent": 0.3}}}, "impact.exponent applies to time 'power_law'"),
+        ({"model": {"impact": {"factor": 0.5}}}, "impact.factor applies to time 'kernel'"),
+        ({"model": {"impact": {"time": "kernel", "knots": 4}}}, "impact.knots applies to time 'piecewise_linear'"),
         ({"model": {"impact": {"alpha": "big"}}}, "impact.alpha"),
         ({"model": {"impact": {"t0": 0.0}}}, "impact.t0"),
         ({"model": {"gradient": "ce"}}, "model.gradient 'ce' needs model.kind 'le_sde'"),
@@ -389,6 +391,8 @@ def test_bad_configs_exit_2_naming_the_key(logs, tmp_path, capsys, change, match
          "impact.knots: too few time points"),
         ({"model": {"kind": "le_sde", "noise": {"independent": 0.1}}, "loss": {"kind": "transition"}},
          "no 'features' variable"),
+        ({"model": {"impact": {"time": "kernel"}}}, "(the tangent-kernel impact): the log has no tangent-kernel impact"),
+        ({"model": {"impact": {"time": "kernel_growth"}}}, "train.impact_checkpoints > 0"),
         # 2 windows in the fit window: 18 data values for 9 + 9 free parameters
         ({"data": {"fit_until": 0.02}, "model": {"fit_initial": True, "impact": {"form": "general"}}},
          "uncertainty.method: 'curvature' needs more data values"),

@@ -4,6 +4,7 @@
   identity-model solution for any K, a projected-model inversion for any K,
   Savitzky-Golay rates, the tail index and a power-law fit of alpha_hat(t).
 - Class-mean logits of a log (`_logits`): the windowed means the estimators read.
+- The tangent-kernel impact of a log as a schedule (`_kernel`).
 - Data (`_data`): class means, class moments and dense snapshots, from arrays or logs.
 - Parameters (`_params`): the model to fit, its free parameters, the change of time unit.
 - Losses (`_losses`): class-mean trajectory loss through the solver, moment matching of
@@ -28,6 +29,7 @@ from ._estimators import (
     savgol_rates as savgol_rates,
     tail_index as tail_index,
 )
+from ._kernel import kernel_impact_schedule as kernel_impact_schedule
 from ._logits import class_mean_logits as class_mean_logits, window_rows as window_rows
 from ._fit import fit as fit, FitResult as FitResult, loss_value as loss_value
 from ._losses import (

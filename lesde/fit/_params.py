@@ -24,6 +24,7 @@ from ..models._schedule import (
     Function,
     PiecewiseLinear,
     PowerLaw,
+    Scaled,
 )
 
 TIME_FORMS = ("constant", "power_law", "piecewise_linear")
@@ -88,7 +89,9 @@ def rescale_time(params: Parameters, scale) -> Parameters:
     return eqx.tree_at(lambda p: p.model, params, model)
 
 
-_AMPLITUDE = {Constant: ("value",), PowerLaw: ("c",), PiecewiseLinear: ("values",)}
+_AMPLITUDE = {
+    Constant: ("value",), PowerLaw: ("c",), PiecewiseLinear: ("values",), Scaled: ("factor",),
+}
 
 
 def nonnegative_noise(params: Parameters) -> Parameters:
@@ -124,6 +127,8 @@ def _free_schedule_fields(sched: AbstractSchedule) -> tuple[str, ...]:
         return ("c", "r")  # t0 (the time scale of the decay) stays fixed
     if isinstance(sched, PiecewiseLinear):
         return ("values",)  # the knots stay where they are
+    if isinstance(sched, Scaled):
+        return ("factor",)  # the scaled schedule (e.g. a measured impact) stays fixed
     raise ValueError(f"cannot fit a {type(sched).__name__} schedule")
 
 
@@ -138,7 +143,8 @@ def free_parameters(
     """The filter spec (a pytree of bools like `params`) of the free parameters.
 
     - `impact`: the impact schedules' values (Constant value, PowerLaw c and r,
-      PiecewiseLinear knot values; PowerLaw t0 and the knot times stay fixed);
+      PiecewiseLinear knot values, Scaled factor; PowerLaw t0, the knot times and the
+      schedule that a Scaled scales stay fixed);
       `power_law_exponent=False` also holds r fixed.
     - `noise`: the noise levels (LE-SDE only).
     - `initial`: `y0` if given, else the LE-SDE's `init_mean` and `init_std`.

@@ -57,6 +57,7 @@ from ._schedule import (
     PiecewiseLinear as PiecewiseLinear,
     PowerLaw as PowerLaw,
     register_schedule as register_schedule,
+    Scaled as Scaled,
     schedule_kind as schedule_kind,
     SCHEDULES as SCHEDULES,
 )

@@ -235,6 +235,61 @@ class PiecewiseLinear(AbstractSchedule):
         )
 
 
+@register_schedule
+class Scaled(AbstractSchedule):
+    """f(t) = factor * g(t): a fixed schedule g scaled by a factor.
+
+    `factor` is a number or an array that broadcasts against g's values: a scalar
+    scales a fixed K x K impact E_0(t) as a whole (a E_0(t)); a K x K factor times a
+    scalar g(t) gives a free matrix with a fixed growth in time (E_0 g(t)). A fit frees
+    only `factor` (`lesde.fit.free_parameters`); g, a number, an array or any schedule
+    with parameters (`Constant`, `PowerLaw`, `PiecewiseLinear`, or another `Scaled`),
+    stays as it is. The integral is factor * G(t), with G that of g; a change of time
+    unit rescales g and leaves the factor alone, so a factor near 1 is a number of
+    order one in every time unit.
+    """
+
+    name: ClassVar[str] = "scaled"
+    schedule: AbstractSchedule
+    factor: Float[Array, "..."]
+
+    def __init__(self, schedule: Any, factor: Any = 1.0):
+        self.schedule = as_schedule("Scaled schedule", schedule)
+        if isinstance(self.schedule, Function):
+            raise ValueError(
+                "Scaled needs a schedule with parameters (Constant, PowerLaw, "
+                "PiecewiseLinear, Scaled), not a Function: a change of time unit rescales it"
+            )
+        self.factor = as_float_array("factor", factor)
+        check_finite("factor", self.factor)
+        try:
+            jnp.broadcast_shapes(tuple(jnp.shape(self.factor)), tuple(self.schedule.shape))
+        except ValueError:
+            raise ValueError(
+                f"Scaled factor of shape {tuple(jnp.shape(self.factor))} does not broadcast "
+                f"against the schedule's shape {tuple(self.schedule.shape)}"
+            ) from None
+
+    def __call__(self, t):
+        return self.factor * self.schedule(t)
+
+    def integral(self, t):
+        return self.factor * self.schedule.integral(t)
+
+    @property
+    def shape(self):
+        return tuple(jnp.broadcast_shapes(tuple(jnp.shape(self.factor)), tuple(self.schedule.shape)))
+
+    def check_nonnegative(self, name):
+        _nonneg(f"{name} (scaled factor)", self.factor)
+        self.schedule.check_nonnegative(f"{name} (scaled schedule)")
+
+    def time_scaled(self, stretch, amplitude):
+        return eqx.tree_at(
+            lambda f: f.schedule, self, self.schedule.time_scaled(stretch, amplitude)
+        )
+
+
 class Function(AbstractSchedule):
     """Any user callable t -> array. Its integral is available only if given.
 

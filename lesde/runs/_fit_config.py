@@ -65,19 +65,32 @@ class FitImpactSpec(_Strict):
     - `knots` (piecewise only): a number n >= 2 of knot times evenly spaced in
       log(1 + t) from the first data time to the end of the fit window, or an explicit
       strictly increasing list of times (in SGD steps).
+    - `time` 'kernel': the tangent-kernel impact that `lesde train` measured during
+      training (the log's `impact`, averaged over trials, linear between its
+      `impact_step`s; `lesde.fit.kernel_impact_schedule`), scaled by a fitted factor
+      starting at `factor`: E(t) = a E_NTK(t) ('general', one factor) or alpha(t) =
+      a alpha_NTK(t), beta(t) = b beta_NTK(t) ('alpha_beta', the kernel's mean diagonal
+      and off-diagonal, two factors). Only the factors are fitted.
+    - `time` 'kernel_growth': a free impact with the kernel's growth,
+      E(t) = E_0 g(t), g(t) = tr E_NTK(t) / tr E_NTK(t_0) (t_0 the first measurement);
+      E_0 (or alpha_0, beta_0) is fitted, starting at `alpha`, `beta`. The change of
+      time unit of the optimiser leaves a factor as it is (an impact per SGD step
+      here), so fit E_0 with 'lbfgs' or an Adam learning rate of its size.
     - `t0` is also the time scale of the closed-form power-law fit of alpha_hat.
 
-    A `knots` or `exponent` other than the default with a time form that does not use
-    it is refused.
+    A `knots`, `exponent` or `factor` other than the default with a time form that does
+    not use it is refused, and so are `alpha`, `beta` other than the defaults with time
+    'kernel' (it starts at `factor` times the kernel).
     """
 
     form: Literal["alpha_beta", "general"] = "alpha_beta"
-    time: Literal["constant", "power_law", "piecewise_linear"] = "piecewise_linear"
+    time: Literal["constant", "power_law", "piecewise_linear", "kernel", "kernel_growth"] = "piecewise_linear"
     knots: Annotated[int | list[float], BeforeValidator(_knots)] = 6
     alpha: Finite = 1e-3
     beta: Finite = 0.0
     exponent: Finite = 0.5
     t0: Positive = 1.0
+    factor: Finite = 1.0
 
     @model_validator(mode="after")
     def _applies(self):
@@ -90,6 +103,15 @@ class FitImpactSpec(_Strict):
         if self.exponent != 0.5 and self.time != "power_law":
             raise ValueError(
                 f"model.impact.exponent applies to time 'power_law' only, not {self.time!r}"
+            )
+        if self.factor != 1.0 and self.time != "kernel":
+            raise ValueError(
+                f"model.impact.factor applies to time 'kernel' only, not {self.time!r}"
+            )
+        if self.time == "kernel" and (self.alpha != 1e-3 or self.beta != 0.0):
+            raise ValueError(
+                "model.impact.alpha and beta do not apply to time 'kernel': it starts at "
+                "model.impact.factor times the log's tangent-kernel impact"
             )
         return self
 
@@ -388,6 +410,7 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
         LESDE,
         LocallyElastic,
         Noise,
+        Scaled,
     )
     from ..io import check_log
 
@@ -443,10 +466,26 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
         return _named("model.impact", F.impact_schedule, imp.time, init, knots=knots,
                       exponent=imp.exponent, t0=imp.t0)
 
-    if imp.form == "alpha_beta":
+    eye = np.eye(K)
+    if imp.time == "kernel":
+        what = "the tangent-kernel impact"
+        if imp.form == "alpha_beta":
+            a, b = _data_named(source, what, "model.impact.time", F.kernel_impact_schedule,
+                               log, "alpha_beta")
+            impact = LocallyElastic(Scaled(a, imp.factor), Scaled(b, imp.factor))
+        else:
+            E = _data_named(source, what, "model.impact.time", F.kernel_impact_schedule, log)
+            impact = General(Scaled(E, imp.factor))
+    elif imp.time == "kernel_growth":
+        g = _data_named(source, "the tangent-kernel impact", "model.impact.time",
+                        F.kernel_impact_schedule, log, "growth")
+        if imp.form == "alpha_beta":
+            impact = LocallyElastic(Scaled(g, imp.alpha), Scaled(g, imp.beta))
+        else:
+            impact = General(Scaled(g, (imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
+    elif imp.form == "alpha_beta":
         impact = LocallyElastic(schedule(imp.alpha), schedule(imp.beta))
     else:
-        eye = np.eye(K)
         impact = General(schedule((imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
 
     if m.kind == "le_ode":
