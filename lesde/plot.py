@@ -550,7 +550,12 @@ def _drawn_curves(ds, epoch, dims: list[str], normalisation: str) -> np.ndarray:
         d = np.asarray(m.mean("seed").transpose(*dims, "layer"), float)
         lo, hi = np.nanmin(d), np.nanmax(d)
         return (d - lo) / (hi - lo) if hi > lo else np.full_like(d, np.nan)
-    raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
+    _check_normalisation(normalisation)
+
+
+def _check_normalisation(normalisation) -> None:
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
 
 
 def _normalisation_words(normalisation: str, measure: str) -> str:
@@ -575,8 +580,7 @@ def plot_separation_grid(
 
         (D_l - D_L) / (D_0 - D_L),   l = 0..L-1.
     """
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
+    _check_normalisation(normalisation)
     if variable is None:
         variable = "curve" if "curve" in ds else "D_trace"  # results of earlier versions: D_trace
     plt = _pyplot()
@@ -645,8 +649,7 @@ def plot_noise_nonlinearity(
     'cell' (default, the paper's) min-max normalises each, 'panel' draws the measure on
     one range for all cells of a panel (`NORMALISATIONS`); the figure's title says which.
     """
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}; got {normalisation!r}")
+    _check_normalisation(normalisation)
     plt = _pyplot()
     from matplotlib import cm, colors
     from matplotlib.patches import Rectangle
