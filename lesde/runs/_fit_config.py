@@ -462,31 +462,27 @@ def build_fit(config: FitConfig, log, *, source: str = "the log") -> FitSetup:
         )
         beyond = _named("model.impact.knots", F.check_knots, knots, fit_times)
 
+    def kernel(*form):
+        return _data_named(source, "the tangent-kernel impact", "model.impact.time",
+                           F.kernel_impact_schedule, log, *form)
+
+    growth = kernel("growth") if imp.time == "kernel_growth" else None
+
     def schedule(init):
+        if growth is not None:  # a free E_0 (or alpha_0, beta_0) with the kernel's growth
+            return Scaled(growth, init)
         return _named("model.impact", F.impact_schedule, imp.time, init, knots=knots,
                       exponent=imp.exponent, t0=imp.t0)
 
-    eye = np.eye(K)
-    if imp.time == "kernel":
-        what = "the tangent-kernel impact"
-        if imp.form == "alpha_beta":
-            a, b = _data_named(source, what, "model.impact.time", F.kernel_impact_schedule,
-                               log, "alpha_beta")
-            impact = LocallyElastic(Scaled(a, imp.factor), Scaled(b, imp.factor))
-        else:
-            E = _data_named(source, what, "model.impact.time", F.kernel_impact_schedule, log)
-            impact = General(Scaled(E, imp.factor))
-    elif imp.time == "kernel_growth":
-        g = _data_named(source, "the tangent-kernel impact", "model.impact.time",
-                        F.kernel_impact_schedule, log, "growth")
-        if imp.form == "alpha_beta":
-            impact = LocallyElastic(Scaled(g, imp.alpha), Scaled(g, imp.beta))
-        else:
-            impact = General(Scaled(g, (imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
+    if imp.time == "kernel" and imp.form == "alpha_beta":
+        a, b = kernel("alpha_beta")
+        impact = LocallyElastic(Scaled(a, imp.factor), Scaled(b, imp.factor))
+    elif imp.time == "kernel":
+        impact = General(Scaled(kernel(), imp.factor))
     elif imp.form == "alpha_beta":
         impact = LocallyElastic(schedule(imp.alpha), schedule(imp.beta))
     else:
-        impact = General(schedule((imp.alpha - imp.beta) * eye + imp.beta * np.ones((K, K))))
+        impact = General(schedule((imp.alpha - imp.beta) * np.eye(K) + imp.beta * np.ones((K, K))))
 
     if m.kind == "le_ode":
         model = _named("model", LEODE, impact, m.gradient, K)

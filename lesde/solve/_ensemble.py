@@ -30,12 +30,13 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from .._checks import as_float_array, check_finite, is_concrete, show
+from .._checks import as_float_array, check_finite, is_concrete
 from ..models._base import AbstractDynamics, AbstractMap
 from ._health import health_code, mask_unhealthy, member_status
 from ._layout import choose_layout
 from ._simulate import (
-    _check_ts, _grid, _grid_index, _solver, advance_and_save, simulate, Trajectory,
+    _check_ts, _check_y0_fn, _grid, _grid_index, _solver, advance_and_save, simulate,
+    Trajectory,
 )
 
 ENSEMBLE_LAYOUTS = ("auto", "vmap", "trial-minor")
@@ -185,8 +186,7 @@ def simulate_ensemble(
                             solver=solver, **options)
 
         return jax.vmap(member)(y0s, keys)
-    if fn is not None and not callable(fn):
-        raise ValueError(f"fn must be callable fn(t, X, model), got {show(fn)}")
+    _check_y0_fn(model, None, fn)
     if is_concrete(model):
         model.check_on_grid(np.linspace(t0, t1, num_steps + 1))
     return _trial_minor(model, y0s, fn, float(t0), float(dt), save, num_steps)
