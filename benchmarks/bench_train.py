@@ -87,11 +87,18 @@ def initial_network(data, trial):
     return make_network(NETWORK, key, input_shape=data.input_shape, num_classes=data.num_classes)
 
 
+def initial_networks(data, trials):
+    """All trials' initial networks as `train_sgd` builds them, vmapped: (params, static,
+    states)."""
+    nets, states = eqx.filter_vmap(lambda i: initial_network(data, i))(jnp.arange(trials))
+    params, static = eqx.partition(nets, eqx.is_inexact_array)
+    return params, static, states
+
+
 def gradient_only(data, trials):
     """The vmapped LeNet gradient of one sample per trial (no update, no logging): the
     part of lesde's step that is the network's own arithmetic. Returns (fn, args)."""
-    nets, states = eqx.filter_vmap(lambda i: initial_network(data, i))(jnp.arange(trials))
-    params, static = eqx.partition(nets, eqx.is_inexact_array)
+    params, static, states = initial_networks(data, trials)
     x = jnp.asarray(data.x_train)[jnp.arange(trials) % data.x_train.shape[0]]
     y = jnp.asarray(data.y_train)[jnp.arange(trials) % data.x_train.shape[0]]
 
@@ -108,8 +115,7 @@ def validation_only(data, trials):
     """One validation pass of every trial, as `train_sgd` runs it. Returns (fn, args)."""
     from lesde.nets._train import _evaluate
 
-    nets, states = eqx.filter_vmap(lambda i: initial_network(data, i))(jnp.arange(trials))
-    params, static = eqx.partition(nets, eqx.is_inexact_array)
+    params, static, states = initial_networks(data, trials)
     return (lambda *args: _evaluate(*args, static)), (
         params, states, jnp.asarray(data.x_val), jnp.asarray(data.y_val))
 
