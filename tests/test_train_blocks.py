@@ -205,8 +205,8 @@ def test_authors_config(capsys):
     # 1000 images per class, half of each class held out: 500 training + 500 validation
     assert d.n_per_class == 1000 and round(d.val_fraction * d.n_per_class) == 500
     assert d.num_train == 1500
-    assert (t.trials, t.steps, t.learning_rate, t.eval_every) == (100, 10_000, 0.005, 100)
-    assert config.block_size == 5 and (t.snapshots, t.impact_checkpoints) == (0, 0)
+    assert (t.trials, t.steps, t.learning_rate, t.eval_every) == (100, 10_000, 0.005, 500)
+    assert config.block_size == 10 and (t.snapshots, t.impact_checkpoints) == (0, 0)
     np.testing.assert_allclose(config.corruption, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 2 / 3, 0.7, 0.8])
     assert installed_configs()["train_label_corruption_authors"]["command"] == "train"
     assert main(["configs"]) == 0
