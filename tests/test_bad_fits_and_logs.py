@@ -345,9 +345,9 @@ def test_dump_json_writes_nonfinite_numbers_as_null():
 
 def test_the_sweep_store_marker_is_strict_json(tmp_path):
     """Every JSON file lesde writes goes through dump_json, the sweep's chunk store too."""
-    from lesde.solve._sweep import _Store
+    from lesde.solve import ChunkStore
 
-    _Store(tmp_path / "chunks", "abc", 4)
+    ChunkStore(tmp_path / "chunks", "abc", 4)
     assert _strict((tmp_path / "chunks" / "sweep.json").read_text()) == {
         "fingerprint": "abc", "num_members": 4}
     assert Path(tmp_path / "chunks" / "sweep.json").read_text().endswith("\n")

@@ -271,7 +271,7 @@ def interrupted_store(tmp_path_factory):
     cfg = lesde.runs.parse_config(SWEEP_CONFIG, schema=lesde.runs.SweepConfig)
     out = tmp_path_factory.mktemp("store") / "out"
     calls = {"n": 0}
-    original = lesde.solve._sweep._Store.save
+    original = lesde.solve.ChunkStore.save
 
     def save_then_stop(self, members, results):
         original(self, members, results)
@@ -279,12 +279,12 @@ def interrupted_store(tmp_path_factory):
         if calls["n"] == 1:
             raise KeyboardInterrupt
 
-    lesde.solve._sweep._Store.save = save_then_stop
+    lesde.solve.ChunkStore.save = save_then_stop
     try:
         with pytest.raises(KeyboardInterrupt):
             lesde.runs.run_sweep(cfg, out, progress=False)
     finally:
-        lesde.solve._sweep._Store.save = original
+        lesde.solve.ChunkStore.save = original
     return cfg, out
 
 

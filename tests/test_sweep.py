@@ -18,7 +18,7 @@ from lesde._checks import recording_checks
 from lesde.runs import ConfigError, parse_config, run_sweep, SweepConfig
 from lesde.metrics import metrics_fn
 from lesde.plot import plot_phase_diagram, theory_lines
-from lesde.solve import _sweep
+from lesde.solve import _sweep, ChunkStore
 
 CLASSES = lesde.Classes.balanced(2, 5)
 AXES = [{"alpha": [0.2, 0.6, 1.0]}, {"sigma": [0.01, 0.1]}]
@@ -176,7 +176,7 @@ def test_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch):
     full = run(chunk_size=4)
     store = tmp_path / "chunks"
     calls = {"n": 0}
-    original = _sweep._Store.save
+    original = ChunkStore.save
 
     def save_then_interrupt(self, members, results):
         original(self, members, results)
@@ -184,17 +184,17 @@ def test_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch):
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_sweep._Store, "save", save_then_interrupt)
+    monkeypatch.setattr(ChunkStore, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(chunk_size=4, store=store, fingerprint="f")
-    monkeypatch.setattr(_sweep._Store, "save", original)
+    monkeypatch.setattr(ChunkStore, "save", original)
     assert len(list(store.glob("members_*.npz"))) == 2
     assert not list(store.glob(".*partial"))
     resumed = run(chunk_size=4, store=store, fingerprint="f")
     assert resumed.attrs["members_solved_this_run"] == 4  # 12 members, 8 were on disk
     for v in ("loss", "ncm_error", "within_class_trace", "status"):
         np.testing.assert_array_equal(resumed[v].values, full[v].values)
-    with pytest.raises(ValueError, match="holds a different sweep"):
+    with pytest.raises(ValueError, match="holds a different computation"):
         run(chunk_size=4, store=store, fingerprint="another")
 
 

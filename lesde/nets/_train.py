@@ -15,6 +15,7 @@ same trials as running each alone.
 import itertools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -34,6 +35,7 @@ from ..metrics import (
     separation_law,
     trace_ratio,
 )
+from ..solve import ChunkStore
 from ._data import Dataset
 from ._networks import apply, make_network
 
@@ -363,6 +365,8 @@ def train_separation(
     stop_loss: float | None = 1e-4,
     seed: int = 0,
     chunk_size: int | None = None,
+    store: str | Path | None = None,
+    fingerprint: str = "",
     progress: bool = False,
 ) -> xr.Dataset:
     r"""Train the BatchNorm MLP (`BNMLP`) with Adam on a grid of nonlinearity and noise,
@@ -402,7 +406,15 @@ def train_separation(
     becomes a grid dimension; `batch_size`: an int in [2, N], None, or a list (a
     dimension; each size compiles once); `seeds`: seed i gives the same initialisation in
     every cell; `measure`: a key of `MEASURES`; `stop_loss`: a number > 0 or None;
-    `chunk_size`: members (cells x seeds) trained at once (default all).
+    `chunk_size`: members (cells x seeds) trained at once (default all of one batch
+    size); `store`: a folder for finished chunks (`lesde.solve.ChunkStore`, as `sweep`'s):
+    each chunk is written there when trained, and a call with the same store and
+    `fingerprint` (what identifies the computation: a store of another is refused) trains
+    only the members not yet there, so an interrupted call resumes, losing at most the
+    chunk that was running. Member i of batch size b is trained with the same key and
+    hyperparameters whatever the chunk, so a member's results do not depend on the chunk
+    size (up to floating-point rounding: XLA may round differently for other batch
+    shapes).
 
     **Returns:** an xarray Dataset with dims (batch_size?, <grid axes given as lists>,
     seed, epoch, layer): `D`, `D_trace`, `curve` (.., epoch, layer); `train_loss`,
@@ -438,21 +450,29 @@ def train_separation(
     m = hyper.shape[0]
     chunk = m if chunk_size is None else min(_positive("chunk_size", chunk_size, integer=True), m)
 
-    results = []
-    bar = _bar(progress, len(sizes) * -(-m // chunk) * epochs, "epochs", unit="epoch")
+    total = len(sizes) * m  # member b * m + i: member i of batch size b
+    st = ChunkStore(store, fingerprint, total) if store is not None else None
+    flat: dict[str, np.ndarray] = {}
+    done = np.zeros(total, bool)
+    for part in st.load(required=_SEPARATION_RESULTS) if st is not None else []:
+        ids = part.pop("member")
+        _put(flat, ids, part, total)
+        done[ids] = True
+    todo = [np.flatnonzero(~done[b * m : (b + 1) * m]) for b in range(len(sizes))]
+    bar = _bar(progress, sum(-(-t.size // chunk) for t in todo) * epochs, "epochs", unit="epoch")
     try:
-        for bs in sizes:
-            out = {}
-            for c0 in range(0, m, chunk):
-                idx = np.arange(c0, min(c0 + chunk, m))
+        for b, bs in enumerate(sizes):
+            for c0 in range(0, todo[b].size, chunk):
+                idx = todo[b][c0 : c0 + chunk]
                 pad = np.concatenate([idx, np.full(chunk - idx.size, idx[-1])]) if idx.size < chunk else idx
                 res = _separation_chunk(
                     data, hyper[pad], member_seed[pad], seed, int(bs), epochs, ev, width, depth,
                     measure, stop_loss, bar,
                 )
-                for name, arr in res.items():
-                    out.setdefault(name, []).append(arr[: idx.size])
-            results.append({n: np.concatenate(v) for n, v in out.items()})
+                res = {n: arr[: idx.size] for n, arr in res.items()}
+                if st is not None:
+                    st.save(b * m + idx, res)
+                _put(flat, b * m + idx, res, total)
     finally:
         bar.close()
 
@@ -463,10 +483,9 @@ def train_separation(
     if size_dim:
         coords["batch_size"] = np.asarray(sizes)
     variables = {}
-    for name in results[0]:
-        stacked = np.stack([r[name] for r in results])  # (S, M, ...)
-        tail = stacked.shape[2:]
-        arr = stacked.reshape((len(sizes), *shape, *tail))
+    for name, v in flat.items():  # (S * M, ...)
+        tail = v.shape[1:]
+        arr = v.reshape((len(sizes), *shape, *tail))
         if not size_dim:
             arr = arr[0]
         tail_dims = ["epoch", "layer"][: len(tail)]
@@ -483,6 +502,20 @@ def train_separation(
         stop_loss=float("nan") if stop_loss is None else float(stop_loss),
     )
     return ds
+
+
+_SEPARATION_RESULTS = ("D", "D_trace", "curve", "train_loss", "train_acc", "test_acc", "curvature",
+                 "nonuniformity", "shape", "correlation", "rho", "stop_epoch")
+"""The results of each member of `train_separation`, as a chunk of members holds them."""
+
+
+def _put(flat: dict[str, np.ndarray], ids: np.ndarray, results: dict[str, np.ndarray], total: int) -> None:
+    """Put the `results` of members `ids` (members first) into `flat`, arrays over all
+    `total` members made on first use."""
+    for name, arr in results.items():
+        if name not in flat:
+            flat[name] = np.empty((total, *arr.shape[1:]), arr.dtype)
+        flat[name][ids] = arr
 
 
 def _batch_sizes(batch_size: Any, num_train: int) -> tuple[list[int], bool]:

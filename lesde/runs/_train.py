@@ -1,5 +1,6 @@
 """`lesde train`: training real networks and logging what the theories describe."""
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,14 +20,15 @@ from ..nets import corrupt_labels, log_spaced_steps, train_separation, train_sgd
 from ..plot import (
     close, plot_logit_trajectories, plot_noise_nonlinearity, plot_separation_grid, plot_validation,
 )
-from ..solve import fingerprint_of
+from ..solve import fingerprint_of, StoreError
 from ._cf import describe
 from ._report import checked, REFUSED
 from ._train_config import load_train_config, TrajectoriesConfig
 
 
 PARTS = "parts"
-"""The folder, in the output folder, of the part files of blocks of trials."""
+"""The folder, in the output folder, of the part files of blocks of trials and of the
+chunk stores of the panels being trained."""
 
 
 def run_trajectories(config, out: Path, progress: bool = True, data=None) -> dict:
@@ -247,9 +249,14 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
             stale += sorted(f.name for f in out.glob("log_p*.nc") if f.name not in wanted)
             stale += sorted(f"{PARTS}/{f.name}" for f in (out / PARTS).glob("log_p*_trials*.nc")
                             if f"{f.name.split('_trials')[0]}.nc" not in wanted)
-        else:  # results of panels (or of a single grid) this configuration does not train
+        else:  # results and chunks of panels (or of a single grid) this configuration does not train
             wanted = {_panel_file(name) for name in config.grids()}
             stale += sorted(f.name for f in out.glob("separation*.nc") if f.name not in wanted)
+            stores = {_store_name(name, stamp) for name, stamp in _panel_stamps(config).items()}
+            for folder in sorted((out / PARTS).glob("separation*.*")):
+                if folder.is_dir() and folder.name not in stores:
+                    shutil.rmtree(folder)
+                    print(f"removed {PARTS}/{folder.name}/: the finished chunks of another configuration")
         removed = [n for n in remove_stale(out, stale) if n.endswith(".nc")]
         if removed:
             what = "fractions" if isinstance(config, TrajectoriesConfig) else "grids"
@@ -257,14 +264,14 @@ def train_command(config: str | Path, out: str | Path, *, progress: bool = True)
                   "configuration does not train")
         try:
             return _train_into(config, source, out, progress, data)
+        except StoreError as e:  # finished chunks that cannot be used: the message says what to do
+            print(f"lesde train: {e}", file=sys.stderr)
+            return REFUSED
         except KeyboardInterrupt:
             if isinstance(config, TrajectoriesConfig):
                 kept = _kept_files(config, out)
-            elif config.panels:
-                kept = ("the results of the finished panels are kept; run the same command "
-                        "again to resume at the next panel")
             else:
-                kept = "nothing was written (the grid is trained as one computation)"
+                kept = _kept_chunks(config, out)
             print(f"lesde train: interrupted; {kept}", file=sys.stderr)
             return INTERRUPTED
 
@@ -286,6 +293,24 @@ def _kept_files(config, out: Path) -> str:
         return "no fraction or block of trials was finished; nothing was kept"
     return (f"kept {' and '.join(said)}; run the same command again to train only the "
             "missing blocks and fractions")
+
+
+def _kept_chunks(config, out: Path) -> str:
+    """What an interrupted separation run leaves for the next one: the files of the
+    finished panels (or of the grid) and the finished chunks of members."""
+    stamps = _panel_stamps(config)
+    files = [_panel_file(name) for name in stamps]
+    done = [f for f in files if (out / f).is_file()]
+    parts = [f for name, stamp in stamps.items()
+             for f in (out / PARTS / _store_name(name, stamp)).glob("members_*.npz")]
+    said = []
+    if done:
+        said.append(f"{', '.join(done)} ({len(done)} of {len(files)} {'panels' if config.panels else 'grids'})")
+    if parts:
+        said.append(f"{len(parts)} finished {'chunk' if len(parts) == 1 else 'chunks'} of members in {out / PARTS}")
+    if not said:
+        return "no panel or chunk of members was finished; nothing was kept"
+    return f"kept {' and '.join(said)}; run the same command again to train only the rest"
 
 
 def _log_name(p: float) -> str:
@@ -353,18 +378,21 @@ def run_separation(config, out: Path, progress: bool = True, data=None) -> dict:
     returns a summary per panel: the seed means per cell at the last epoch and, for a
     grid of the leaky slope against one noise axis, `lesde.nets.read_phase_diagram`'s
     reading, with the datasets under '_datasets'. A panel file already there from the
-    same configuration is kept (an interrupted run resumes at the next panel)."""
+    same configuration is kept. Each chunk of members (`train.chunk_size`; all members of
+    a batch size by default) is written when trained to the panel's chunk store,
+    out/parts/separation[_<panel>].<fingerprint>/ (`lesde.solve.ChunkStore`), removed
+    when the panel's file is written: an interrupted run resumes, losing at most the
+    chunk that was running."""
     from ..io import open_result, ResultError
 
     data = config.data.build() if data is None else data
     t = config.train
     results, datasets = {}, {}
-    base = config.model_dump(mode="json", include={"data", "network", "train"})
+    stamps = _panel_stamps(config)
     for name, (g, epochs) in config.grids().items():
         path = out / _panel_file(name)
-        # what this grid's result depends on: not the other panels
-        stamp = fingerprint_of({**base, "grid": g.model_dump(mode="json"), "epochs": epochs,
-                                "precision": versions()["precision"]})
+        stamp = stamps[name]
+        store = out / PARTS / _store_name(name, stamp)
         ds = None
         if path.is_file():
             try:
@@ -382,7 +410,7 @@ def run_separation(config, out: Path, progress: bool = True, data=None) -> dict:
                 negative_slope=g.negative_slope, dropout=g.dropout, data_noise=g.data_noise,
                 batch_size=g.batch_size, width=config.network.width, depth=config.network.depth,
                 eval_epochs=t.eval_epochs, measure=t.measure, stop_loss=t.stop_loss, seed=t.seed,
-                chunk_size=t.chunk_size, progress=progress,
+                chunk_size=t.chunk_size, store=store, fingerprint=stamp, progress=progress,
             )
             ds.attrs.update(
                 config=yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
@@ -391,10 +419,30 @@ def run_separation(config, out: Path, progress: bool = True, data=None) -> dict:
             ds = describe(ds)
             title = "lesde train: the law of data separation over a grid of nonlinearity and noise"
             write_netcdf(path, ds, title=title if name is None else f"{title} (panel {name})")
+        shutil.rmtree(store, ignore_errors=True)  # the panel's file holds them all
+        if (out / PARTS).is_dir() and not any((out / PARTS).iterdir()):
+            (out / PARTS).rmdir()
         datasets[name] = ds
         results[name or "grid"] = _separation_summary(ds)
     summary = {"panels": results} if config.panels else results["grid"]
     return {**summary, "_datasets": datasets}
+
+
+def _panel_stamps(config) -> dict:
+    """{panel name (None for a single grid): the fingerprint its result file and chunk
+    store carry}: what the panel's result depends on (data, network, training, its grid
+    and epochs, the precision), not the other panels, nor `train.chunk_size`."""
+    base = config.model_dump(mode="json", include={"data", "network", "train"})
+    base["train"].pop("chunk_size")  # how the members are cut into chunks
+    return {name: fingerprint_of({**base, "grid": g.model_dump(mode="json"), "epochs": epochs,
+                                  "precision": versions()["precision"]})
+            for name, (g, epochs) in config.grids().items()}
+
+
+def _store_name(name: str | None, stamp: str) -> str:
+    """The folder, in out/parts, of the finished chunks of a panel (None: the grid) of
+    the configuration with fingerprint `stamp`."""
+    return f"{_panel_file(name)[:-3]}.{stamp}"
 
 
 def _separation_summary(ds) -> dict:

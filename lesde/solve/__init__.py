@@ -23,6 +23,7 @@ from ._ensemble import (
     ENSEMBLE_LAYOUTS as ENSEMBLE_LAYOUTS,
     simulate_ensemble as simulate_ensemble,
 )
+from ._store import ChunkStore as ChunkStore, StoreError as StoreError
 from ._sweep import (
     check_cells as check_cells,
     dim_name as dim_name,

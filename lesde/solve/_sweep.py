@@ -22,6 +22,7 @@ from .._json import dump_json
 from ._health import STATUS_NAMES
 from ..models._base import AbstractMap
 from ._simulate import _grid, simulate
+from ._store import ChunkStore
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
@@ -212,65 +213,6 @@ def member_key(seed: int, cell, seed_index) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), cell), seed_index)
 
 
-class _Store:
-    """Completed members on disk: one .npz per finished chunk, written under a temporary
-    name and renamed, so an interrupted chunk leaves nothing that looks complete."""
-
-    def __init__(self, path: Path, fingerprint: str, num_members: int):
-        self.path = Path(path)
-        self.writer = jax.process_index() == 0  # several processes: the first one writes
-        if self.writer:
-            self.path.mkdir(parents=True, exist_ok=True)
-        meta = self.path / "sweep.json"
-        info = {"fingerprint": fingerprint, "num_members": num_members}
-        if meta.exists():
-            try:
-                old = json.loads(meta.read_text())
-            except (OSError, ValueError) as e:
-                raise ValueError(
-                    f"the chunk store's description {meta} cannot be read ({e}); remove the "
-                    f"folder {self.path} to start the sweep again"
-                ) from None
-            if old != info:
-                raise ValueError(
-                    f"the chunk store {self.path} holds a different sweep (fingerprint "
-                    f"{old.get('fingerprint')!r}, {old.get('num_members')} members); remove it "
-                    "or use another output directory"
-                )
-        elif self.writer:
-            tmp = meta.with_name(".sweep.json.partial")
-            tmp.write_text(dump_json(info, indent=None))
-            os.replace(tmp, meta)
-
-    def load(self) -> list[dict[str, np.ndarray]]:
-        """The finished chunks; a chunk file that cannot be read is named, with how to
-        recover (remove it: its members are solved again)."""
-        out = []
-        for f in sorted(self.path.glob("members_*.npz")):
-            try:
-                with np.load(f) as z:
-                    part = {k: z[k] for k in z.files}
-                if "member" not in part or "status" not in part:
-                    raise ValueError(f"it lacks {'member' if 'member' not in part else 'status'}")
-            except Exception as e:  # zipfile, pickle and format errors of a damaged file
-                raise ValueError(
-                    f"the chunk file {f} is damaged ({type(e).__name__}: {e}); remove it and "
-                    "run the same command again: its members are solved again, the other "
-                    "chunks are kept"
-                ) from None
-            out.append(part)
-        return out
-
-    def save(self, members: np.ndarray, results: dict[str, np.ndarray]) -> None:
-        if not self.writer:
-            return
-        name = f"members_{int(members[0]):09d}_{int(members[-1]):09d}.npz"
-        tmp = self.path / f".{name}.partial"
-        with open(tmp, "wb") as f:
-            np.savez(f, member=members, **results)
-        os.replace(tmp, self.path / name)
-
-
 def sweep(
     build: Callable[[dict[str, jax.Array]], Any],
     grid: Grid | Sequence[Mapping[str, Any]],
@@ -357,8 +299,8 @@ def sweep(
         build, fn, t1=t1, dt=dt, solver=solver, seed=seed, ts=ts, chunk_size=chunk_size,
     )
 
-    st = _Store(Path(store), fingerprint, num_members) if store is not None else None
-    done_parts = st.load() if st is not None else []
+    st = ChunkStore(store, fingerprint, num_members) if store is not None else None
+    done_parts = st.load(required=("status",)) if st is not None else []
     done = np.zeros(num_members, bool)
     for part in done_parts:
         done[part["member"]] = True
