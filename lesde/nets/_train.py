@@ -505,7 +505,7 @@ def train_separation(
 
 
 _SEPARATION_RESULTS = ("D", "D_trace", "curve", "train_loss", "train_acc", "test_acc", "curvature",
-                 "nonuniformity", "shape", "correlation", "rho", "stop_epoch")
+                       "nonuniformity", "shape", "correlation", "rho", "stop_epoch")
 """The results of each member of `train_separation`, as a chunk of members holds them."""
 
 
