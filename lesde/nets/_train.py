@@ -506,7 +506,10 @@ def train_separation(
 
 _SEPARATION_RESULTS = ("D", "D_trace", "curve", "train_loss", "train_acc", "test_acc", "curvature",
                        "nonuniformity", "shape", "correlation", "rho", "stop_epoch")
-"""The results of each member of `train_separation`, as a chunk of members holds them."""
+"""The results of each member of `train_separation`, as a chunk of members holds them:
+a kept chunk without one of them is refused, and `_separation_chunk` checks that it
+returns exactly these (a result added there and not here would leave kept members'
+values unset)."""
 
 
 def _put(flat: dict[str, np.ndarray], ids: np.ndarray, results: dict[str, np.ndarray], total: int) -> None:
@@ -701,4 +704,6 @@ def _separation_chunk(data, hyper, member_seed, seed, batch_size, epochs, eval_e
         bar.update(1)
     out = {name: np.stack([r[name] for r in rows], axis=1) for name in rows[0]}
     out["stop_epoch"] = trained
+    if set(out) != set(_SEPARATION_RESULTS):  # what a kept chunk must hold: the two must agree
+        raise AssertionError(f"_SEPARATION_RESULTS {_SEPARATION_RESULTS} is not {tuple(out)}")
     return out

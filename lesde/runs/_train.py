@@ -135,6 +135,11 @@ def _remove_parts(out: Path, p: float, keep: set[str] = frozenset()) -> None:
     for f in _parts_of(out, p):
         if f.name not in keep:
             f.unlink()
+    _remove_empty_parts(out)
+
+
+def _remove_empty_parts(out: Path) -> None:
+    """Remove out/parts if it is there and empty."""
     folder = out / PARTS
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
@@ -420,8 +425,7 @@ def run_separation(config, out: Path, progress: bool = True, data=None) -> dict:
             title = "lesde train: the law of data separation over a grid of nonlinearity and noise"
             write_netcdf(path, ds, title=title if name is None else f"{title} (panel {name})")
         shutil.rmtree(store, ignore_errors=True)  # the panel's file holds them all
-        if (out / PARTS).is_dir() and not any((out / PARTS).iterdir()):
-            (out / PARTS).rmdir()
+        _remove_empty_parts(out)
         datasets[name] = ds
         results[name or "grid"] = _separation_summary(ds)
     summary = {"panels": results} if config.panels else results["grid"]
