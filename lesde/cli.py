@@ -1,14 +1,43 @@
 """Command line: `lesde simulate`, `lesde sweep`, `lesde boundary`, `lesde spring`, `lesde train`, `lesde fit`,
 `lesde plot`, `lesde configs`. Argument parsing only: each command calls its function in `lesde.runs`,
-whose return value is the exit status."""
+whose return value is the exit status. Ctrl-C (exit status 130) and SIGTERM (143) stop a
+command alike: it keeps what it finished and says so."""
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import jax
 
 from . import __version__, runs
-from .io import INTERRUPTED, OutputError
+from .io import INTERRUPTED, OutputError, TERMINATED
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(received: list[int]) -> Iterator[None]:
+    """While a command runs, SIGTERM (a batch scheduler's stop, `kill PID`) stops it as
+    Ctrl-C does: it raises KeyboardInterrupt where the command is, so the command keeps
+    what it finished, writes nothing that looks complete and says what it kept. The
+    signal is appended to `received` (the exit status is then 143, not 130); a second
+    SIGTERM while the command winds down is only recorded, so that it can finish saving.
+    Outside the main thread (where no handler can be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _positive_int(text: str) -> int:
@@ -181,16 +210,19 @@ def main(argv=None) -> int:
         return runs.REFUSED
     old = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", bool(getattr(args, "x64", False)) or old)
+    received: list[int] = []
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt(received):
+            code = args.func(args)
     except OutputError as e:  # e.g. another run holds the output folder
         print(f"lesde {args.command}: {e}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(f"lesde {args.command}: interrupted; no result was completed", file=sys.stderr)
-        return INTERRUPTED
+        code = INTERRUPTED
     finally:
         jax.config.update("jax_enable_x64", old)
+    return TERMINATED if received and code == INTERRUPTED else code
 
 
 if __name__ == "__main__":  # pragma: no cover

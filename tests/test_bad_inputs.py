@@ -6,6 +6,8 @@ test_bad_fits_and_logs.py."""
 import json
 import os
 import re
+import signal
+import time
 from pathlib import Path
 
 import jax
@@ -369,3 +371,42 @@ def test_json_outputs_are_valid_json(tmp_path):
     assert main(["simulate", str(path), "--out", str(out), "--quiet"]) in (0, 1)
     text = (out / "summary.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in summary.json"))
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_exit_status_143(tmp_path, monkeypatch, capsys):
+    """A batch scheduler's SIGTERM: the sweep keeps its finished chunk, writes no result,
+    says what it kept, and exits 143; the process's own SIGTERM handler is back after."""
+    from lesde.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    original = lesde.solve.ChunkStore.save
+
+    def save_then_terminated(self, members, results):
+        original(self, members, results)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(lesde.solve.ChunkStore, "save", save_then_terminated)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(SWEEP_CONFIG))
+    out = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(out), "--quiet"]) == 143
+    assert "lesde sweep: interrupted; the finished chunks are kept in" in capsys.readouterr().err
+    assert len(list((out / "chunks").glob("members_*.npz"))) == 1
+    assert not (out / "sweep.nc").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_sigterm_while_a_command_winds_down_is_only_recorded():
+    from lesde.cli import _sigterm_as_interrupt
+
+    received = []
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_as_interrupt(received):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises here
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGTERM)  # saving what was kept: not stopped again
+                time.sleep(0.05)
+                raise
+    assert received == [signal.SIGTERM, signal.SIGTERM]

@@ -19,6 +19,7 @@ from ._outputs import (
     output_lock as output_lock,
     OutputError as OutputError,
     remove_stale as remove_stale,
+    TERMINATED as TERMINATED,
 )
 from ._results import versions as versions, write_run as write_run
 from ._sweep_io import read_sweep as read_sweep, RESULT_NAME as RESULT_NAME, ResultError as ResultError

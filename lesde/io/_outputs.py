@@ -18,6 +18,9 @@ import filelock
 LOCK_NAME = ".lesde.lock"
 INTERRUPTED = 130
 """Exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, the shell's convention."""
+TERMINATED = 143
+"""Exit status of a command stopped by SIGTERM (a batch scheduler's stop, `kill PID`):
+128 + 15. The command stops as on Ctrl-C, keeping and saying what it kept."""
 
 
 class OutputError(ValueError):
