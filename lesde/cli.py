@@ -36,8 +36,8 @@ def _sigterm_as_interrupt(received: list[int]) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # None: a handler not set from Python, which cannot be put back; the default then
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _positive_int(text: str) -> int:
