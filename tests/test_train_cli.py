@@ -143,7 +143,7 @@ def test_shipped_train_configs_parse(name):
     assert config.experiment in ("trajectories", "separation")
 
 
-def test_train_trajectories_end_to_end(tmp_path, capsys):
+def test_train_trajectories_end_to_end(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     cfg = _write(tmp_path, TRAJ)
     assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
@@ -171,6 +171,18 @@ def test_train_trajectories_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(cfg), "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out.count("kept log_p") == 2
+
+    # the fractions in another order: the same logs, and the figures in increasing p
+    import lesde.runs._train as train_module
+
+    drawn = []
+    real = train_module.plot_logit_trajectories
+    monkeypatch.setattr(train_module, "plot_logit_trajectories",
+                        lambda logs, **kw: (drawn.append(list(logs)), real(logs, **kw))[1])
+    reordered = _write(tmp_path, {**TRAJ, "corruption": ["2/3", 0.0]}, "reordered.yaml")
+    assert main(["train", str(reordered), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("kept log_p") == 2
+    assert drawn == [["p = 0", "p = 0.667"]]
 
 
 def test_train_separation_end_to_end(tmp_path):

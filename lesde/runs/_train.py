@@ -335,7 +335,7 @@ def _train_into(config, source, out: Path, progress: bool, data) -> int:
         for p, row in results.items():
             acc = row.get("val_acc_final_median", float("nan"))
             print(f"{p:>8} {acc:24.3f} {row['train_loss_last_10pct']:22.4f}")
-        titles = {f"p = {p:.3g}": log for p, log in logs.items()}
+        titles = {f"p = {p:.3g}": logs[p] for p in sorted(logs)}  # figures in increasing p
         window = max(1, next(iter(logs.values())).sizes["step"] // 200)
         close(plot_logit_trajectories(titles, path=out / "logits.png", window=window))
         written.append("logits.png")
